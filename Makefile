@@ -1,0 +1,48 @@
+# freshet — every target installs what it needs into .venv first (a fresh clone needs only Python 3.11,
+# Java 17 and Maven; Redis is installed from Debian's packages when missing).
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed-stamp
+DEMO_ARGS ?=
+
+.DEFAULT_GOAL := help
+.PHONY: help install lint typecheck test test-fast demo bench services-up services-down clean
+
+help: ## list the targets and what each does
+	@grep -E '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "}; {printf "  %-14s %s\n", $$1, $$2}'
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e '.[dev]'
+	@touch $(STAMP)
+
+install: $(STAMP) ## create .venv and install freshet with its dev tools
+
+lint: $(STAMP) ## ruff over the whole tree
+	$(BIN)/ruff check streams models producers tests bench
+
+typecheck: $(STAMP) ## mypy over the packages
+	$(BIN)/mypy
+
+test: lint typecheck ## what CI runs: lint, types, then every test (unit, agent, property, doctests, integration on real Kafka + Redis)
+	$(BIN)/pytest -q
+
+test-fast: $(STAMP) ## the tests that need no servers
+	$(BIN)/pytest -q -m "not integration"
+
+demo: $(STAMP) ## start Kafka + Redis, run worker, learner and a drifting synthetic stream for about a minute, print a summary
+	$(BIN)/freshet demo $(DEMO_ARGS)
+
+bench: $(STAMP) ## measure the pipeline against a bare passthrough; writes bench/results/latest.json
+	$(BIN)/python -m bench.run
+
+services-up: $(STAMP) ## start the local Kafka broker and Redis server (loopback only)
+	$(BIN)/freshet services up
+
+services-down: $(STAMP) ## stop the local servers freshet started
+	$(BIN)/freshet services down
+
+clean: ## remove the virtualenv, caches and local server data
+	rm -rf $(VENV) .cache .mypy_cache .ruff_cache .hypothesis reports

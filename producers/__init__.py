@@ -1,0 +1,1 @@
+"""Data sources and kafka-python producers: synthetic streams, dataset replay, delayed label feeds."""

@@ -1,0 +1,5 @@
+"""``python -m streams`` is the ``freshet`` command."""
+
+from streams.cli import main
+
+main()

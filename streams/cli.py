@@ -1,0 +1,181 @@
+"""The ``freshet`` command: run the worker and learner, produce streams, manage services and models.
+
+Every command reads :class:`~streams.settings.Settings` from the environment (``FRESHET_*``); flags
+override the few settings they name. Heavy imports happen inside commands so ``--help`` is instant.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Any
+
+import click
+
+from streams.settings import Settings, SettingsError
+
+
+class Context:
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+
+
+pass_ctx = click.make_pass_decorator(Context)
+
+
+def _fail(message: str) -> None:
+    click.echo(f"freshet: {message}", err=True)
+    sys.exit(2)
+
+
+@click.group()
+@click.option("--spec", "spec_path", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="Pipeline spec (TOML); default FRESHET_SPEC_PATH or pipelines/demo.toml.")
+@click.pass_context
+def main(ctx: click.Context, spec_path: Path | None) -> None:
+    """freshet: streaming features, continual learning and drift detection on Kafka."""
+    try:
+        settings = Settings.from_env()
+    except SettingsError as exc:
+        _fail(str(exc))
+    if spec_path is not None:
+        settings = settings.with_(spec_path=spec_path)
+    ctx.obj = Context(settings)
+
+
+# --- services ---------------------------------------------------------------------------------------
+
+
+@main.group()
+def services() -> None:
+    """Local Kafka (KRaft) and Redis on 127.0.0.1, without Docker."""
+
+
+@services.command("up")
+@pass_ctx
+def services_up_cmd(c: Context) -> None:
+    """Start Kafka and Redis where nothing listens yet, and create freshet's topics."""
+    from streams.services import ServiceError, ensure_topics, services_up
+
+    try:
+        started = services_up(c.settings)
+        ensure_topics(c.settings)
+    except ServiceError as exc:
+        _fail(str(exc))
+    click.echo(f"started: {', '.join(started) or 'nothing (already running)'}")
+
+
+@services.command("down")
+@pass_ctx
+def services_down_cmd(c: Context) -> None:
+    """Stop the servers freshet started."""
+    from streams.services import services_down
+
+    click.echo(f"stopped: {', '.join(services_down(c.settings)) or 'nothing'}")
+
+
+@services.command("status")
+@pass_ctx
+def services_status_cmd(c: Context) -> None:
+    """Show whether Kafka and Redis answer, and which freshet started."""
+    from streams.services import services_status
+
+    for name, st in services_status(c.settings).items():
+        state = "running" if st["running"] else "stopped"
+        owner = f" (pid {st['pid']}, started by freshet)" if st["started_by_freshet"] else ""
+        click.echo(f"{name:6} {st['host']}:{st['port']} {state}{owner}")
+
+
+# --- worker, learner, producer -------------------------------------------------------------------------
+
+
+def _prepare(settings: Settings) -> None:
+    from streams.services import ServiceError, ensure_topics, require_services
+
+    try:
+        require_services(settings)
+        ensure_topics(settings)
+    except ServiceError as exc:
+        _fail(str(exc))
+
+
+@main.command()
+@click.option("--metrics-port", type=int, default=None, help="Port of /metrics (default FRESHET_METRICS_PORT).")
+@pass_ctx
+def worker(c: Context, metrics_port: int | None) -> None:
+    """Run the Faust worker: validate, features, predict, join labels."""
+    from streams.worker import run_worker
+
+    settings = c.settings if metrics_port is None else c.settings.with_(metrics_port=metrics_port)
+    _prepare(settings)
+    run_worker(settings)
+
+
+@main.command()
+@click.option("--metrics-port", type=int, default=None, help="Port of the learner's /metrics "
+              "(default FRESHET_METRICS_PORT + 1).")
+@click.option("--max-idle-s", type=float, default=0.0, help="Exit after this long without examples (0: never).")
+@pass_ctx
+def learn(c: Context, metrics_port: int | None, max_idle_s: float) -> None:
+    """Run the ordered learner: test-then-train every model slot, snapshot, publish versions."""
+    from streams.learn import run_learner
+
+    _prepare(c.settings)
+    run_learner(c.settings, metrics_port=metrics_port, max_idle_s=max_idle_s)
+
+
+@main.command()
+@click.option("--kind", type=click.Choice(["sea", "agrawal", "hyperplane", "phishing"]), default="sea",
+              show_default=True, help="Synthetic stream (River generators) or the Phishing replay.")
+@click.option("--events", "n_events", type=int, default=10_000, show_default=True)
+@click.option("--entities", "n_entities", type=int, default=100, show_default=True)
+@click.option("--seed", type=int, default=42, show_default=True)
+@click.option("--rate", type=float, default=0.0, help="Target events/s (0: as fast as possible).")
+@click.option("--label-delay-s", type=float, default=0.0, show_default=True,
+              help="Wall seconds between an event and its label.")
+@click.option("--drift-at", type=str, default="", help="Comma-separated event indices where the concept changes.")
+@click.option("--bad-every", type=int, default=0, help="Also send a malformed event every N events.")
+@click.option("--no-labels", is_flag=True, help="Send events only.")
+@click.option("--start-ts", type=float, default=None, help="Event time of the first event (default: now).")
+@click.option("--step-s", type=float, default=0.1, show_default=True, help="Event-time step between events.")
+@pass_ctx
+def produce(c: Context, kind: str, n_events: int, n_entities: int, seed: int, rate: float, label_delay_s: float,
+            drift_at: str, bad_every: int, no_labels: bool, start_ts: float | None, step_s: float) -> None:
+    """Publish a seeded synthetic stream to `events` (and labels to `labels`) with kafka-python."""
+    import time
+
+    from producers.publish import PublishError, publish
+    from producers.synthetic import SyntheticStream
+
+    _prepare(c.settings)
+    drifts = [int(d) for d in drift_at.split(",") if d.strip()]
+    stream = SyntheticStream(
+        kind=kind, n_events=n_events, n_entities=n_entities, seed=seed,
+        start_ts=start_ts if start_ts is not None else time.time() - n_events * step_s, step_s=step_s,
+        drift_at=drifts,
+    )
+    try:
+        stats = publish(c.settings, stream, rate_per_s=rate, label_delay_s=label_delay_s,
+                        send_labels=not no_labels, bad_every=bad_every, total=stream.n_events,
+                        progress=sys.stderr.isatty())
+    except PublishError as exc:
+        _fail(str(exc))
+    click.echo(f"published {stats.events} events, {stats.labels} labels, {stats.bad} malformed "
+               f"in {stats.elapsed_s:.1f} s ({stats.events_per_s:.0f} events/s)")
+
+
+@main.command()
+@click.option("--duration-s", type=float, default=60.0, show_default=True, help="How long the stream runs.")
+@click.option("--rate", type=float, default=400.0, show_default=True, help="Events per second.")
+@click.option("--report-dir", type=click.Path(file_okay=False, path_type=Path), default=Path("reports/demo"),
+              show_default=True)
+@pass_ctx
+def demo(c: Context, duration_s: float, rate: float, report_dir: Path) -> None:
+    """Start everything, stream a drifting synthetic stream for about a minute, print a summary, stop."""
+    from streams.demo import run_demo
+
+    sys.exit(run_demo(c.settings, duration_s=duration_s, rate=rate, report_dir=report_dir))
+
+
+def _settings_obj(ctx: Any) -> Settings:
+    return ctx.find_object(Context).settings  # type: ignore[no-any-return]

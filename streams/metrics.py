@@ -1,0 +1,103 @@
+"""All of freshet's Prometheus metrics, held in one object created against an injected registry.
+
+Names follow Prometheus conventions: units in names (``_seconds``, ``_bytes``), ``_total`` for counters.
+Each process builds one :class:`Metrics`; each test builds a fresh ``CollectorRegistry``.
+
+>>> from prometheus_client import CollectorRegistry
+>>> m = Metrics(CollectorRegistry())
+>>> m.events.labels(stage="validate").inc()
+>>> m.registry.get_sample_value("freshet_events_total", {"stage": "validate"})
+1.0
+"""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+LATENCY_BUCKETS_S = (
+    0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0,
+)
+LABEL_DELAY_BUCKETS_S = (0.1, 0.5, 1.0, 5.0, 10.0, 30.0, 60.0, 300.0, 900.0, 3600.0, 21600.0, 86400.0)
+
+
+class Metrics:
+    """The metric catalogue. README.md ("Metrics") documents every one of these."""
+
+    def __init__(self, registry: CollectorRegistry | None = None) -> None:
+        self.registry = registry if registry is not None else CollectorRegistry()
+        r = self.registry
+        # Throughput
+        self.events = Counter(
+            "freshet_events_total", "Events seen, by stage (validate, features, predict)", ["stage"],
+            registry=r,
+        )
+        self.predictions = Counter(
+            "freshet_predictions_total", "Predictions published", ["model"], registry=r
+        )
+        self.dead_letters = Counter(
+            "freshet_dead_letters_total", "Messages sent to the dead-letter topic", ["source", "reason"],
+            registry=r,
+        )
+        self.late_events = Counter(
+            "freshet_late_events_total", "Events behind the watermark beyond grace", ["policy"], registry=r
+        )
+        # Latency and freshness
+        self.prediction_latency = Histogram(
+            "freshet_event_to_prediction_seconds",
+            "Wall time from the event's append to Kafka to its prediction's publication",
+            buckets=LATENCY_BUCKETS_S, registry=r,
+        )
+        self.feature_freshness = Histogram(
+            "freshet_feature_freshness_seconds",
+            "Wall time from the event's append to Kafka until its features are readable in the online store",
+            buckets=LATENCY_BUCKETS_S, registry=r,
+        )
+        # Label join
+        self.labels = Counter(
+            "freshet_labels_total", "Labels by outcome (joined, duplicate, unknown, expired_prediction)",
+            ["outcome"], registry=r,
+        )
+        self.label_delay = Histogram(
+            "freshet_label_delay_seconds", "Event time of the label minus event time of the prediction",
+            buckets=LABEL_DELAY_BUCKETS_S, registry=r,
+        )
+        self.pending_predictions = Gauge(
+            "freshet_pending_predictions", "Predictions waiting for their label", registry=r
+        )
+        # Learning
+        self.examples_learned = Counter(
+            "freshet_examples_learned_total", "Examples learned, per model", ["model"], registry=r
+        )
+        self.online_metric = Gauge(
+            "freshet_online_metric",
+            "Test-then-train metric per model (metric: accuracy, log_loss, roc_auc, f1, mae, rmse, r2; "
+            "scope: rolling or cumulative)",
+            ["model", "metric", "scope"], registry=r,
+        )
+        self.model_version = Gauge(
+            "freshet_model_version", "Version currently served (predict) or trained (learn)",
+            ["model", "role"], registry=r,
+        )
+        self.model_swaps = Counter(
+            "freshet_model_swaps_total", "Model versions hot-swapped into the predictor", ["model"],
+            registry=r,
+        )
+        self.promotions = Counter(
+            "freshet_promotions_total", "Champion changes", ["slot", "reason"], registry=r
+        )
+        self.snapshot_bytes = Gauge(
+            "freshet_model_snapshot_bytes", "Size of the last model snapshot", ["model"], registry=r
+        )
+        # Drift
+        self.drift_alerts = Counter(
+            "freshet_drift_alerts_total", "Drift alerts", ["kind", "subject", "detector"], registry=r
+        )
+        self.drift_statistic = Gauge(
+            "freshet_drift_statistic", "Last drift statistic (PSI, KS, detector estimate)",
+            ["kind", "subject", "statistic"], registry=r,
+        )
+        # Kafka
+        self.consumer_lag = Gauge(
+            "freshet_consumer_lag_messages", "Messages behind the end of each input topic partition",
+            ["topic", "partition"], registry=r,
+        )

@@ -1,0 +1,68 @@
+"""Start and stop freshet's own processes (worker, learner) as children, for the demo, bench and tests."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+from streams.settings import Settings
+
+
+def spawn(settings: Settings, *args: str, log_path: Path) -> subprocess.Popen[bytes]:
+    """Run ``freshet ARGS`` with the settings as environment; output goes to ``log_path``."""
+    log_path.parent.mkdir(parents=True, exist_ok=True)
+    env = {**os.environ, **settings.to_env(), "PYTHONUNBUFFERED": "1"}
+    log = log_path.open("ab")
+    return subprocess.Popen(
+        [sys.executable, "-m", "streams", *args], env=env, stdout=log, stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
+
+
+def stop(proc: subprocess.Popen[bytes], timeout_s: float = 20.0, sig: int = signal.SIGTERM) -> int:
+    """Signal a child and wait; SIGKILL when it does not exit in time. Returns its exit code."""
+    if proc.poll() is None:
+        proc.send_signal(sig)
+        try:
+            proc.wait(timeout=timeout_s)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(timeout=10)
+    return proc.returncode
+
+
+def wait_http(url: str, timeout_s: float, proc: subprocess.Popen[bytes] | None = None) -> None:
+    """Wait until ``url`` answers 200; raises RuntimeError on timeout or when ``proc`` died."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if proc is not None and proc.poll() is not None:
+            raise RuntimeError(f"process exited with code {proc.returncode} before {url} answered")
+        try:
+            with urllib.request.urlopen(url, timeout=1) as resp:
+                if resp.status == 200:
+                    return
+        except OSError:
+            pass
+        time.sleep(0.2)
+    raise RuntimeError(f"{url} did not answer within {timeout_s:.0f} s")
+
+
+def scrape(url: str) -> dict[str, float]:
+    """Prometheus text exposition → {'name{labels}': value} (no parsing of label values needed here)."""
+    with urllib.request.urlopen(url, timeout=5) as resp:
+        text = resp.read().decode()
+    out: dict[str, float] = {}
+    for line in text.splitlines():
+        if not line or line.startswith("#"):
+            continue
+        name, _, value = line.rpartition(" ")
+        try:
+            out[name] = float(value)
+        except ValueError:
+            continue
+    return out

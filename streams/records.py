@@ -1,0 +1,122 @@
+"""freshet's message formats: what each topic carries, encoded as JSON with orjson.
+
+Every message freshet writes has ``"v": 1`` so formats can evolve; readers accept the versions they know.
+Keys are UTF-8 strings (entity id, event id or model name, see DESIGN.md). The user's own ``events``
+and ``labels`` carry no ``v`` (they are validated against the spec instead).
+
+>>> p = Prediction(id="e1", entity="u1", prediction=True, probabilities={"True": 0.8, "False": 0.2},
+...                model="default@3", features={"x1_mean_60s": 1.5}, event_ts=1.0, produced_ts=2.0)
+>>> decode(encode(p.to_dict()))["model"]
+'default@3'
+>>> Prediction.from_dict(decode(encode(p.to_dict()))) == p
+True
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import orjson
+
+FORMAT_VERSION = 1
+
+Label = bool | int | float | str
+
+
+def encode(value: dict[str, Any]) -> bytes:
+    """JSON bytes; non-string dict keys become strings, NaN becomes null (orjson's rule)."""
+    return orjson.dumps(value, option=orjson.OPT_NON_STR_KEYS)
+
+
+def decode(data: bytes) -> Any:
+    return orjson.loads(data)
+
+
+@dataclass(frozen=True)
+class Prediction:
+    """``predictions`` (key: event id). Probabilities are keyed by the class as a string."""
+
+    id: str
+    entity: str
+    prediction: Label | None
+    probabilities: dict[str, float]
+    model: str  # "name@version" of the champion that served it
+    features: dict[str, float | None]
+    event_ts: float
+    produced_ts: float
+    # Wall time (epoch s) the event was appended to Kafka; kept for latency accounting.
+    ingest_ts: float | None = None
+    slot: str = "default"  # the model slot (champion + challengers) that served it
+    v: int = FORMAT_VERSION
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> Prediction:
+        return cls(
+            id=str(d["id"]), entity=str(d["entity"]), prediction=d.get("prediction"),
+            probabilities=dict(d.get("probabilities") or {}), model=str(d["model"]),
+            features=dict(d.get("features") or {}), event_ts=float(d["event_ts"]),
+            produced_ts=float(d["produced_ts"]), ingest_ts=d.get("ingest_ts"),
+            slot=str(d.get("slot", "default")), v=int(d.get("v", 1)),
+        )
+
+
+@dataclass(frozen=True)
+class LabelRecord:
+    """``labels`` (key: event id): ``{"id": ..., "label": ..., "ts": ...}`` written by the user."""
+
+    id: str
+    label: Label
+    ts: float
+
+
+@dataclass(frozen=True)
+class Example:
+    """``examples`` (key: model slot): features logged at prediction time joined with the label."""
+
+    id: str
+    entity: str
+    slot: str
+    features: dict[str, float | None]
+    label: Label
+    event_ts: float
+    label_ts: float
+    served_prediction: Label | None = None
+    served_model: str | None = None
+    served_probabilities: dict[str, float] = field(default_factory=dict)
+    v: int = FORMAT_VERSION
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> Example:
+        return cls(
+            id=str(d["id"]), entity=str(d["entity"]), slot=str(d["slot"]),
+            features=dict(d["features"]), label=d["label"], event_ts=float(d["event_ts"]),
+            label_ts=float(d["label_ts"]), served_prediction=d.get("served_prediction"),
+            served_model=d.get("served_model"),
+            served_probabilities=dict(d.get("served_probabilities") or {}), v=int(d.get("v", 1)),
+        )
+
+
+@dataclass(frozen=True)
+class DeadLetter:
+    """``dead-letter`` (key: the input's key): the original bytes (as text if UTF-8, else base64)."""
+
+    reason: str
+    detail: str
+    source_topic: str
+    source_partition: int
+    source_offset: int
+    value: str
+    value_encoding: str  # "utf-8" or "base64"
+    key: str | None
+    ts: float
+    v: int = FORMAT_VERSION
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)

@@ -1,0 +1,127 @@
+"""The pipeline spec: one TOML file that declares the events, the features, the models and drift checks.
+
+The stream and the batch engine both execute this declaration (DESIGN.md decision 5). Each section is
+parsed by the module that owns it; this module only reads the file and holds the parts together.
+
+Shape of the file (every section but ``[event]`` is optional)::
+
+    [event]                        # how to read the user's event JSON
+    id = "id"                      # field holding the event id (str)
+    entity = "entity"              # field holding the entity id (str)
+    time = "ts"                    # event time: epoch seconds or an ISO-8601 string with a timezone
+    max_future_s = 300             # events further ahead of the wall clock are rejected
+    max_age_s = 31536000           # events older than this (vs. the wall clock) are rejected; 0 = no limit
+    extra_fields = "ignore"        # unknown fields: "ignore" (dropped) or "reject" (dead-letter)
+    [event.fields]                 # field name -> "float" | "int" | "str" | "bool"
+    x1 = "float"
+
+    [label]
+    kind = "classification"        # or "regression"
+
+    [[features]] ...               # streams.features.definitions.parse_features
+    [[models]] ...                 # models.spec.parse_models
+    [drift] ...                    # models.drift config
+
+>>> spec = PipelineSpec.from_toml('''
+... [event]
+... [event.fields]
+... amount = "float"
+... ''')
+>>> spec.event.fields
+{'amount': 'float'}
+>>> spec.event.time
+'ts'
+"""
+
+from __future__ import annotations
+
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+FIELD_TYPES = ("float", "int", "str", "bool")
+
+
+class SpecError(ValueError):
+    """The pipeline spec is malformed; the message names the key and what is expected."""
+
+
+@dataclass(frozen=True)
+class EventSchema:
+    """Where the id, entity and event time are in an event, and which fields it carries."""
+
+    id: str = "id"
+    entity: str = "entity"
+    time: str = "ts"
+    fields: dict[str, str] = field(default_factory=dict)
+    max_future_s: float = 300.0
+    max_age_s: float = 0.0
+    extra_fields: str = "ignore"
+
+    @classmethod
+    def from_dict(cls, raw: dict[str, Any]) -> EventSchema:
+        known = {"id", "entity", "time", "fields", "max_future_s", "max_age_s", "extra_fields"}
+        unknown = set(raw) - known
+        if unknown:
+            raise SpecError(f"[event] has unknown keys {sorted(unknown)}; allowed: {sorted(known)}")
+        fields_ = dict(raw.get("fields", {}))
+        for name, type_ in fields_.items():
+            if type_ not in FIELD_TYPES:
+                raise SpecError(f"[event.fields] {name} = {type_!r}: type must be one of {FIELD_TYPES}")
+        extra = raw.get("extra_fields", "ignore")
+        if extra not in ("ignore", "reject"):
+            raise SpecError(f"[event] extra_fields = {extra!r}: use 'ignore' or 'reject'")
+        return cls(
+            id=str(raw.get("id", "id")),
+            entity=str(raw.get("entity", "entity")),
+            time=str(raw.get("time", "ts")),
+            fields=fields_,
+            max_future_s=float(raw.get("max_future_s", 300.0)),
+            max_age_s=float(raw.get("max_age_s", 0.0)),
+            extra_fields=extra,
+        )
+
+
+@dataclass(frozen=True)
+class LabelSchema:
+    kind: str = "classification"
+
+    @classmethod
+    def from_dict(cls, raw: dict[str, Any]) -> LabelSchema:
+        kind = raw.get("kind", "classification")
+        if kind not in ("classification", "regression"):
+            raise SpecError(f"[label] kind = {kind!r}: use 'classification' or 'regression'")
+        return cls(kind=kind)
+
+
+@dataclass(frozen=True)
+class PipelineSpec:
+    """The parsed spec. ``raw`` keeps the whole TOML document for the sections parsed elsewhere."""
+
+    event: EventSchema
+    label: LabelSchema
+    raw: dict[str, Any]
+
+    @classmethod
+    def from_toml(cls, text: str) -> PipelineSpec:
+        try:
+            raw = tomllib.loads(text)
+        except tomllib.TOMLDecodeError as exc:
+            raise SpecError(f"pipeline spec is not valid TOML: {exc}") from None
+        return cls.from_dict(raw)
+
+    @classmethod
+    def from_dict(cls, raw: dict[str, Any]) -> PipelineSpec:
+        return cls(
+            event=EventSchema.from_dict(raw.get("event", {})),
+            label=LabelSchema.from_dict(raw.get("label", {})),
+            raw=raw,
+        )
+
+    @classmethod
+    def load(cls, path: Path | str) -> PipelineSpec:
+        path = Path(path)
+        if not path.exists():
+            raise SpecError(f"pipeline spec {path} does not exist; pass --spec or set FRESHET_SPEC_PATH")
+        return cls.from_toml(path.read_text())

@@ -1,0 +1,165 @@
+"""Turn an event's raw bytes into a checked :class:`Event`, or say exactly why not.
+
+Pure: no Kafka. The agent sends every :class:`Invalid` to ``dead-letter`` with its ``reason``
+(a short machine-readable code) and ``detail`` (one human line), then goes on with the next event.
+
+Reasons: ``undecodable`` (not UTF-8 JSON), ``not_an_object``, ``missing_field``, ``wrong_type``,
+``non_finite`` (NaN or ±inf in a numeric field), ``bad_timestamp`` (unparseable, naive, negative),
+``future_timestamp``, ``too_old``, ``unknown_field`` (only with ``extra_fields = "reject"``).
+Missing *feature* fields are allowed (the feature engine skips them); the id, entity and time are required.
+
+>>> from streams.spec import EventSchema
+>>> schema = EventSchema(fields={"amount": "float"})
+>>> ev = validate_event(b'{"id": "e1", "entity": "u1", "ts": 1700000000.5, "amount": 3}', schema, now_s=1.8e9)
+>>> ev.id, ev.entity, ev.ts, ev.fields
+('e1', 'u1', 1700000000.5, {'amount': 3.0})
+>>> validate_event(b'{"id": "e2", "entity": "u1", "ts": "yesterday"}', schema, now_s=1.8e9).reason
+'bad_timestamp'
+>>> validate_event(b'\\xff\\x00', schema, now_s=1.8e9).reason
+'undecodable'
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+import orjson
+
+from streams.spec import EventSchema
+
+FieldValue = float | int | str | bool | None
+
+
+@dataclass(frozen=True)
+class Event:
+    """A valid event: ``fields`` holds only the spec's fields, converted to their declared types."""
+
+    id: str
+    entity: str
+    ts: float  # event time, epoch seconds
+    fields: dict[str, FieldValue]
+
+
+@dataclass(frozen=True)
+class Invalid:
+    reason: str
+    detail: str
+
+
+def parse_timestamp(value: Any) -> float:
+    """Epoch seconds from a number or an ISO-8601 string with a timezone; raises ValueError otherwise.
+
+    >>> parse_timestamp("2026-01-01T00:00:00+00:00")
+    1767225600.0
+    >>> parse_timestamp("2026-01-01T00:00:00")
+    Traceback (most recent call last):
+    ...
+    ValueError: timestamp '2026-01-01T00:00:00' has no timezone; add one (e.g. +00:00 or Z)
+    """
+    if isinstance(value, bool):
+        raise ValueError(f"timestamp {value!r} is a boolean")
+    if isinstance(value, int | float):
+        ts = float(value)
+    elif isinstance(value, str):
+        try:
+            parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
+        except ValueError:
+            raise ValueError(f"timestamp {value!r} is neither epoch seconds nor ISO-8601") from None
+        if parsed.tzinfo is None:
+            raise ValueError(f"timestamp {value!r} has no timezone; add one (e.g. +00:00 or Z)")
+        ts = parsed.timestamp()
+    else:
+        raise ValueError(f"timestamp {value!r} is neither epoch seconds nor ISO-8601")
+    if not math.isfinite(ts):
+        raise ValueError(f"timestamp {value!r} is not finite")
+    if ts < 0:
+        raise ValueError(f"timestamp {value!r} is negative")
+    return ts
+
+
+def _convert(name: str, type_: str, value: Any) -> FieldValue | Invalid:
+    if value is None:
+        return None
+    if type_ in ("float", "int"):
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            return Invalid("wrong_type", f"field {name!r} must be a number, got {type(value).__name__}")
+        if not math.isfinite(value):
+            return Invalid("non_finite", f"field {name!r} is {value!r}")
+        if type_ == "int":
+            if float(value) != int(value):
+                return Invalid("wrong_type", f"field {name!r} must be an integer, got {value!r}")
+            return int(value)
+        return float(value)
+    if type_ == "str":
+        if isinstance(value, str):
+            return value
+        if isinstance(value, int) and not isinstance(value, bool):
+            return str(value)  # ids sent as numbers are common; keep them as text
+        return Invalid("wrong_type", f"field {name!r} must be a string, got {type(value).__name__}")
+    if type_ == "bool":
+        if isinstance(value, bool):
+            return value
+        return Invalid("wrong_type", f"field {name!r} must be true or false, got {value!r}")
+    return Invalid("wrong_type", f"field {name!r} has unknown declared type {type_!r}")
+
+
+def _key(name: str, value: Any) -> str | Invalid:
+    if isinstance(value, str) and value:
+        return value
+    if isinstance(value, int) and not isinstance(value, bool):
+        return str(value)
+    if value is None:
+        return Invalid("missing_field", f"required field {name!r} is missing or null")
+    return Invalid("wrong_type", f"field {name!r} must be a non-empty string, got {value!r}")
+
+
+def validate_event(data: bytes | None, schema: EventSchema, now_s: float) -> Event | Invalid:
+    """Check one raw event against the schema; ``now_s`` is the wall clock (injected for tests)."""
+    if data is None:
+        return Invalid("undecodable", "message has no value (tombstone)")
+    try:
+        raw = orjson.loads(data)
+    except orjson.JSONDecodeError as exc:
+        # orjson refuses NaN/Infinity literals, invalid UTF-8 and malformed JSON alike.
+        return Invalid("undecodable", f"not UTF-8 JSON: {exc}")
+    if not isinstance(raw, dict):
+        return Invalid("not_an_object", f"event must be a JSON object, got {type(raw).__name__}")
+
+    ids: list[str] = []
+    for name in (schema.id, schema.entity):
+        key = _key(name, raw.get(name))
+        if isinstance(key, Invalid):
+            return key
+        ids.append(key)
+    if schema.time not in raw or raw[schema.time] is None:
+        return Invalid("missing_field", f"required field {schema.time!r} (event time) is missing or null")
+    try:
+        ts = parse_timestamp(raw[schema.time])
+    except ValueError as exc:
+        return Invalid("bad_timestamp", str(exc))
+    if ts > now_s + schema.max_future_s:
+        return Invalid(
+            "future_timestamp",
+            f"event time {ts:.3f} is {ts - now_s:.0f} s ahead of the clock (max_future_s={schema.max_future_s:g})",
+        )
+    if schema.max_age_s > 0 and ts < now_s - schema.max_age_s:
+        return Invalid(
+            "too_old", f"event time {ts:.3f} is older than max_age_s={schema.max_age_s:g} s"
+        )
+
+    if schema.extra_fields == "reject":
+        known = {schema.id, schema.entity, schema.time, *schema.fields}
+        extra = sorted(set(raw) - known)
+        if extra:
+            return Invalid("unknown_field", f"fields {extra} are not in the spec's [event.fields]")
+
+    fields: dict[str, FieldValue] = {}
+    for name, type_ in schema.fields.items():
+        converted = _convert(name, type_, raw.get(name))
+        if isinstance(converted, Invalid):
+            return converted
+        fields[name] = converted
+    return Event(id=ids[0], entity=ids[1], ts=ts, fields=fields)

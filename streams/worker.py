@@ -1,0 +1,22 @@
+"""Run the Faust worker process: the app from :mod:`streams.app` plus the Prometheus endpoint."""
+
+from __future__ import annotations
+
+import logging
+
+from faust import Worker
+from prometheus_client import start_http_server
+
+from streams.app import Runtime, create_app
+from streams.settings import Settings
+
+log = logging.getLogger("freshet.worker")
+
+
+def run_worker(settings: Settings) -> None:
+    """Block until the worker is stopped (SIGTERM/SIGINT); /metrics on ``settings.metrics_port``."""
+    runtime = Runtime.build(settings)
+    app = create_app(runtime)
+    start_http_server(settings.metrics_port, addr=settings.metrics_host, registry=runtime.metrics.registry)
+    worker = Worker(app, loglevel=settings.log_level.upper(), quiet=True, redirect_stdouts=False)
+    worker.execute_from_commandline()
