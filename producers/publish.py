@@ -58,7 +58,8 @@ def make_producer(settings: Settings, **overrides: Any) -> KafkaProducer:
         return KafkaProducer(**config)
     except NoBrokersAvailable:
         raise PublishError(
-            f"no Kafka broker at {settings.kafka_bootstrap}; run `freshet services up` or set FRESHET_KAFKA_PORT"
+            f"no Kafka broker at {settings.kafka_bootstrap}: "
+            "run `freshet services up` or set FRESHET_KAFKA_PORT"
         ) from None
 
 
@@ -107,7 +108,8 @@ def publish(
             if send_labels:
                 record = {"id": event["id"], "label": label, "ts": event["ts"] + label_delay_s}
                 heapq.heappush(
-                    pending, (time.monotonic() + label_delay_s, i, str(event["id"]).encode(), orjson.dumps(record))
+                    pending,
+                    (time.monotonic() + label_delay_s, i, str(event["id"]).encode(), orjson.dumps(record)),
                 )
             flush_due(time.monotonic())
             if bar is not None:
@@ -129,7 +131,10 @@ def _progress(total: int | None) -> tuple[Any, Any]:
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
     prog = Progress(
-        TextColumn("events"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.speed}/s"),
+        TextColumn("events"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("{task.speed}/s"),
         TimeRemainingColumn(),
     )
     prog.start()

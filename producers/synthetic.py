@@ -28,14 +28,27 @@ KINDS = ("sea", "agrawal", "hyperplane", "phishing")
 FIELDS: dict[str, dict[str, str]] = {
     "sea": {"x1": "float", "x2": "float", "x3": "float"},
     "agrawal": {
-        "salary": "float", "commission": "float", "age": "float", "elevel": "float", "car": "float",
-        "zipcode": "float", "hvalue": "float", "hyears": "float", "loan": "float",
+        "salary": "float",
+        "commission": "float",
+        "age": "float",
+        "elevel": "float",
+        "car": "float",
+        "zipcode": "float",
+        "hvalue": "float",
+        "hyears": "float",
+        "loan": "float",
     },
     "hyperplane": {f"x{i}": "float" for i in range(1, 6)},
     "phishing": {
-        "empty_server_form_handler": "float", "popup_window": "float", "https": "float",
-        "request_from_other_domain": "float", "anchor_from_other_domain": "float", "is_popular": "float",
-        "long_url": "float", "age_of_domain": "float", "ip_in_url": "float",
+        "empty_server_form_handler": "float",
+        "popup_window": "float",
+        "https": "float",
+        "request_from_other_domain": "float",
+        "anchor_from_other_domain": "float",
+        "is_popular": "float",
+        "long_url": "float",
+        "age_of_domain": "float",
+        "ip_in_url": "float",
     },
 }
 

@@ -8,26 +8,33 @@ decode, call pure code, and publish; every shape change is noted inline.
 from __future__ import annotations
 
 import asyncio
-import base64
 import logging
 import time
+from collections.abc import Iterator, MutableMapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import faust
+import orjson
 from prometheus_client import CollectorRegistry
 
+from models.champion import ModelGroup
+from models.evaluation import OnlineScorer
+from models.registry import Registry, SnapshotError
 from models.spec import ModelSlotDef, parse_models
+from streams.connections import open_registry, open_store
 from streams.features import FeatureEngine, parse_features
 from streams.inputs import model_input
+from streams.join import JoinOutcome, LabelJoin
 from streams.metrics import Metrics
 from streams.predictor import Predictor
-from streams.records import DeadLetter, Prediction, decode, encode
+from streams.records import LabelRecord, Prediction, dead_letter, decode, encode
 from streams.settings import Settings
 from streams.spec import PipelineSpec
-from streams.topics import Topics, declare_topics
-from streams.validate import Invalid, validate_event
+from streams.store import OnlineStore
+from streams.topics import declare_topics
+from streams.validate import Invalid, parse_timestamp, validate_event
 
 log = logging.getLogger("freshet.worker")
 
@@ -45,6 +52,7 @@ class Runtime:
     slots: list[ModelSlotDef]
     predictor: Predictor
     late_policy: str = "dead-letter"
+    store: OnlineStore | None = None
     store_buffer: list[tuple[str, dict[str, float | None], float, float]] = field(default_factory=list)
 
     @classmethod
@@ -63,23 +71,8 @@ class Runtime:
             slots=slots,
             predictor=Predictor(slots),
             late_policy=str(defaults.get("late_policy", "dead-letter")),
+            store=open_store(settings),
         )
-
-
-def dead_letter_record(message: Any, reason: str, detail: str) -> tuple[bytes | None, bytes]:
-    """(key, value) of the dead-letter message for a consumed Faust message."""
-    value: bytes = message.value if isinstance(message.value, bytes) else b""
-    try:
-        text, encoding = value.decode("utf-8"), "utf-8"
-    except UnicodeDecodeError:
-        text, encoding = base64.b64encode(value).decode("ascii"), "base64"
-    key = message.key if isinstance(message.key, bytes) else None
-    record = DeadLetter(
-        reason=reason, detail=detail, source_topic=message.topic, source_partition=message.partition,
-        source_offset=message.offset, value=text, value_encoding=encoding,
-        key=key.decode("utf-8", "replace") if key is not None else None, ts=time.time(),
-    )
-    return key, encode(record.to_dict())
 
 
 def create_app(rt: Runtime) -> faust.App:
@@ -103,12 +96,24 @@ def create_app(rt: Runtime) -> faust.App:
     m = rt.metrics
     # Per-entity window state; value = 8-byte source offset + FeatureEngine.dumps(state).
     feature_state = app.Table(
-        "feature-state", key_type=bytes, value_type=bytes, key_serializer="raw", value_serializer="raw",
+        "feature-state",
+        key_type=bytes,
+        value_type=bytes,
+        key_serializer="raw",
+        value_serializer="raw",
         partitions=s.partitions,
     )
 
     async def to_dead_letter(message: Any, reason: str, detail: str) -> None:
-        key, value = dead_letter_record(message, reason, detail)
+        key, value = dead_letter(
+            topic=message.topic,
+            partition=message.partition,
+            offset=message.offset,
+            key=message.key if isinstance(message.key, bytes) else None,
+            value=message.value if isinstance(message.value, bytes) else None,
+            reason=reason,
+            detail=detail,
+        )
         m.dead_letters.labels(source=message.topic, reason=reason).inc()
         await topics.dead_letter.send(key=key, value=value)
 
@@ -135,7 +140,9 @@ def create_app(rt: Runtime) -> faust.App:
                     m.late_events.labels(policy=rt.late_policy).inc()
                     if rt.late_policy == "dead-letter":
                         await to_dead_letter(
-                            msg, "late", f"event time {checked.ts:.3f} is behind the watermark beyond grace "
+                            msg,
+                            "late",
+                            f"event time {checked.ts:.3f} is behind the watermark beyond grace "
                             f"for {', '.join(result.late_features)}",
                         )
                     feature_state[key] = msg.offset.to_bytes(8, "big", signed=True) + rt.engine.dumps(state)
@@ -150,8 +157,15 @@ def create_app(rt: Runtime) -> faust.App:
                 y, proba, served = rt.predictor.predict(slot.slot, x)
                 now = time.time()
                 pred = Prediction(
-                    id=checked.id, entity=checked.entity, prediction=y, probabilities=proba, model=served,
-                    features=dict(x), event_ts=checked.ts, produced_ts=now, ingest_ts=msg.timestamp,
+                    id=checked.id,
+                    entity=checked.entity,
+                    prediction=y,
+                    probabilities=proba,
+                    model=served,
+                    features=dict(x),
+                    event_ts=checked.ts,
+                    produced_ts=now,
+                    ingest_ts=msg.timestamp,
                     slot=slot.slot,
                 )
                 # Prediction → predictions (key: event id)
@@ -160,7 +174,238 @@ def create_app(rt: Runtime) -> faust.App:
                 m.prediction_latency.observe(max(0.0, now - msg.timestamp))
             m.events.labels(stage="predict").inc()
 
+    # Log and wait: predictions wait here for their labels, keyed by event id. ``use_partitioner`` puts
+    # each key's changelog in the partition its event id hashes to (the partition of both input
+    # topics), so the expiry timer may delete keys outside stream iteration.
+    pending = app.Table(
+        "label-join",
+        key_type=bytes,
+        value_type=bytes,
+        key_serializer="raw",
+        value_serializer="raw",
+        partitions=s.partitions,
+        use_partitioner=True,
+    )
+    join = LabelJoin(s.label_ttl_s, entries=TableEntries(pending))
+    served_scores: dict[str, OnlineScorer] = {
+        slot.slot: OnlineScorer(slot.kind, rolling_window=s.rolling_window) for slot in rt.slots
+    }
+    index_ready = False
+
+    async def emit_examples(outcome: JoinOutcome) -> None:
+        for example in outcome.examples:
+            # Example → examples (key: slot, so one learner reads each slot in order)
+            await topics.examples.send(key=example.slot.encode(), value=encode(example.to_dict()))
+            scorer = served_scores.get(example.slot)
+            if scorer is not None and example.served_prediction is not None:
+                scorer.update(example.label, example.served_prediction, example.served_probabilities or None)
+                snap = scorer.snapshot()
+                for name, value in snap.items():
+                    if name in SERVED_METRICS and value is not None:
+                        scope = "served_rolling" if name.endswith("_rolling") else "served_cumulative"
+                        m.online_metric.labels(
+                            model=example.slot, metric=name.removesuffix("_rolling"), scope=scope
+                        ).set(value)
+
+    def count(outcomes: list[JoinOutcome]) -> None:
+        for o in outcomes:
+            if o.counted:
+                m.labels.labels(outcome=o.outcome).inc()
+            if o.outcome == "joined" and o.delay_s is not None and o.counted:
+                m.label_delay.observe(max(0.0, o.delay_s))
+        m.pending_predictions.set(join.waiting_predictions)
+
+    @app.agent(
+        app.topic(
+            s.topic("predictions"),
+            s.topic("labels"),
+            key_type=bytes,
+            value_type=bytes,
+            key_serializer="raw",
+            value_serializer="raw",
+        )
+    )
+    async def join_labels(stream: Any) -> None:
+        nonlocal index_ready
+        async for event in stream.events():
+            if not index_ready:  # the table has been recovered by now
+                join.rebuild_index()
+                index_ready = True
+            msg = event.message
+            if msg.topic == topics.predictions.get_topic_name():
+                # bytes → Prediction → logged (and joined if its label came first)
+                pred = Prediction.from_dict(decode(event.value))
+                outcomes = join.on_prediction(pred)
+            else:
+                # bytes → LabelRecord | Invalid → joined with its logged prediction(s), or waits
+                label = validate_label(event.value)
+                if isinstance(label, Invalid):
+                    await to_dead_letter(msg, label.reason, label.detail)
+                    continue
+                outcomes = [join.on_label(label)]
+            for outcome in outcomes:
+                await emit_examples(outcome)
+            count(outcomes)
+            count(join.expire())
+
+    @app.timer(interval=0.05)
+    async def flush_online_store() -> None:
+        if not rt.store_buffer or rt.store is None:
+            return
+        rows, rt.store_buffer = rt.store_buffer, []
+        await asyncio.get_running_loop().run_in_executor(
+            None, rt.store.write_many, [(e, v, ts) for e, v, ts, _ in rows]
+        )
+        now = time.time()
+        for *_, ingest_ts in rows:
+            m.feature_freshness.observe(max(0.0, now - ingest_ts))
+
+    @app.task
+    async def follow_model_versions() -> None:
+        await follow_versions(rt)
+
+    @app.on_rebalance_complete.connect
+    async def on_ready(sender: Any, **kwargs: Any) -> None:
+        m.ready.set(1)
+
     app.freshet_topics = topics  # type: ignore[attr-defined]
-    app.freshet_agents = {"process_events": process_events}  # type: ignore[attr-defined]
-    _ = asyncio, decode
+    app.freshet_agents = {  # type: ignore[attr-defined]
+        "process_events": process_events,
+        "join_labels": join_labels,
+    }
+    app.freshet_join = join  # type: ignore[attr-defined]
     return app
+
+
+SERVED_METRICS = {
+    "accuracy",
+    "accuracy_rolling",
+    "log_loss",
+    "log_loss_rolling",
+    "mae",
+    "mae_rolling",
+    "rmse",
+    "rmse_rolling",
+}
+
+
+class TableEntries(MutableMapping[str, dict[str, Any]]):
+    """A Faust table of bytes → bytes seen as event id → join entry (JSON), for :class:`LabelJoin`."""
+
+    def __init__(self, table: Any) -> None:
+        self.table = table
+
+    def __getitem__(self, key: str) -> dict[str, Any]:
+        value = self.table[key.encode()]
+        if value is None:
+            raise KeyError(key)
+        return orjson.loads(value)  # type: ignore[no-any-return]
+
+    def get(self, key: str, default: Any = None) -> Any:
+        value = self.table.get(key.encode())
+        return default if value is None else orjson.loads(value)
+
+    def __setitem__(self, key: str, value: dict[str, Any]) -> None:
+        self.table[key.encode()] = orjson.dumps(value, option=orjson.OPT_NON_STR_KEYS)
+
+    def __delitem__(self, key: str) -> None:
+        del self.table[key.encode()]
+
+    def __iter__(self) -> Iterator[str]:
+        for key in list(self.table.keys()):
+            yield key.decode() if isinstance(key, bytes) else str(key)
+
+    def __len__(self) -> int:
+        return len(self.table)
+
+
+def validate_label(data: bytes | None) -> LabelRecord | Invalid:
+    """A user's label message ``{"id", "label", "ts"}`` checked, or why not.
+
+    >>> validate_label(b'{"id": "e1", "label": true, "ts": 12.5}')
+    LabelRecord(id='e1', label=True, ts=12.5)
+    >>> validate_label(b'{"id": "e1", "ts": 12.5}').reason
+    'missing_field'
+    """
+    if data is None:
+        return Invalid("undecodable", "label message has no value")
+    try:
+        raw = orjson.loads(data)
+    except orjson.JSONDecodeError as exc:
+        return Invalid("undecodable", f"label is not UTF-8 JSON: {exc}")
+    if not isinstance(raw, dict):
+        return Invalid("not_an_object", "label must be a JSON object {id, label, ts}")
+    event_id = raw.get("id")
+    if not isinstance(event_id, str | int) or isinstance(event_id, bool) or event_id == "":
+        return Invalid("missing_field", "label needs the event id in 'id'")
+    if "label" not in raw or raw["label"] is None:
+        return Invalid("missing_field", "label needs the outcome in 'label'")
+    value = raw["label"]
+    if not isinstance(value, bool | int | float | str):
+        return Invalid("wrong_type", f"label must be a class or a number, got {type(value).__name__}")
+    try:
+        ts = parse_timestamp(raw.get("ts", time.time()))
+    except ValueError as exc:
+        return Invalid("bad_timestamp", str(exc))
+    return LabelRecord(id=str(event_id), label=value, ts=ts)
+
+
+async def follow_versions(rt: Runtime) -> None:
+    """Hot-swap each slot's champion: load the current version at start, then follow ``model-versions``."""
+    from aiokafka import AIOKafkaConsumer, TopicPartition
+
+    registry = open_registry(rt.settings)
+    loop = asyncio.get_running_loop()
+    slots = {slot.slot: slot for slot in rt.slots}
+
+    async def load(slot: str, version: int | None) -> None:
+        try:
+            model, label = await loop.run_in_executor(None, load_champion, registry, slots[slot], version)
+        except SnapshotError as exc:
+            log.error("slot %s: refusing model version %s: %s", slot, version, exc)
+            rt.metrics.dead_letters.labels(source="model-versions", reason="bad_snapshot").inc()
+            return
+        if model is None:
+            return
+        rt.predictor.swap(slot, model, label)
+        rt.metrics.model_swaps.labels(model=slot).inc()
+        rt.metrics.model_version.labels(model=slot, role="predict").set(int(label.rsplit("@", 1)[1]))
+        log.info("slot %s: now serving %s", slot, label)
+
+    for slot in slots:
+        await load(slot, None)
+    topic = rt.settings.topic("model-versions")
+    consumer = AIOKafkaConsumer(
+        bootstrap_servers=rt.settings.kafka_bootstrap,
+        group_id=None,
+        enable_auto_commit=False,
+        auto_offset_reset="latest",
+    )
+    await consumer.start()
+    try:
+        parts = consumer.partitions_for_topic(topic) or set()
+        tps = [TopicPartition(topic, p) for p in sorted(parts)]
+        consumer.assign(tps)
+        await consumer.seek_to_end(*tps)
+        while True:
+            batches = await consumer.getmany(timeout_ms=500)
+            latest: dict[str, int | None] = {}
+            for records in batches.values():
+                for r in records:
+                    slot = (r.key or b"").decode()
+                    if slot in slots and r.value is not None:
+                        latest[slot] = None  # the registry's current pointer is the truth (promote/rollback)
+            for slot in latest:
+                await load(slot, None)
+    finally:
+        await consumer.stop()
+
+
+def load_champion(registry: Registry, slot_def: ModelSlotDef, version: int | None) -> tuple[Any, str]:
+    """(champion model, "name@version") of a slot's current (or given) snapshot; (None, "") if none."""
+    meta = registry.current(slot_def.slot) if version is None else None
+    if version is None and meta is None:
+        return None, ""
+    state, meta = registry.load(slot_def.slot, version if version is not None else meta.version)  # type: ignore[union-attr]
+    group = ModelGroup.from_state(state, slot_def)
+    return group.model(), f"{group.champion}@{meta.version}"

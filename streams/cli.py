@@ -29,8 +29,13 @@ def _fail(message: str) -> None:
 
 
 @click.group()
-@click.option("--spec", "spec_path", type=click.Path(dir_okay=False, path_type=Path), default=None,
-              help="Pipeline spec (TOML); default FRESHET_SPEC_PATH or pipelines/demo.toml.")
+@click.option(
+    "--spec",
+    "spec_path",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    help="Pipeline spec (TOML); default FRESHET_SPEC_PATH or pipelines/demo.toml.",
+)
 @click.pass_context
 def main(ctx: click.Context, spec_path: Path | None) -> None:
     """freshet: streaming features, continual learning and drift detection on Kafka."""
@@ -100,7 +105,9 @@ def _prepare(settings: Settings) -> None:
 
 
 @main.command()
-@click.option("--metrics-port", type=int, default=None, help="Port of /metrics (default FRESHET_METRICS_PORT).")
+@click.option(
+    "--metrics-port", type=int, default=None, help="Port of /metrics (default FRESHET_METRICS_PORT)."
+)
 @pass_ctx
 def worker(c: Context, metrics_port: int | None) -> None:
     """Run the Faust worker: validate, features, predict, join labels."""
@@ -112,9 +119,15 @@ def worker(c: Context, metrics_port: int | None) -> None:
 
 
 @main.command()
-@click.option("--metrics-port", type=int, default=None, help="Port of the learner's /metrics "
-              "(default FRESHET_METRICS_PORT + 1).")
-@click.option("--max-idle-s", type=float, default=0.0, help="Exit after this long without examples (0: never).")
+@click.option(
+    "--metrics-port",
+    type=int,
+    default=None,
+    help="Port of the learner's /metrics (default FRESHET_METRICS_PORT + 1).",
+)
+@click.option(
+    "--max-idle-s", type=float, default=0.0, help="Exit after this long without examples (0: never)."
+)
 @pass_ctx
 def learn(c: Context, metrics_port: int | None, max_idle_s: float) -> None:
     """Run the ordered learner: test-then-train every model slot, snapshot, publish versions."""
@@ -125,22 +138,46 @@ def learn(c: Context, metrics_port: int | None, max_idle_s: float) -> None:
 
 
 @main.command()
-@click.option("--kind", type=click.Choice(["sea", "agrawal", "hyperplane", "phishing"]), default="sea",
-              show_default=True, help="Synthetic stream (River generators) or the Phishing replay.")
+@click.option(
+    "--kind",
+    type=click.Choice(["sea", "agrawal", "hyperplane", "phishing"]),
+    default="sea",
+    show_default=True,
+    help="Synthetic stream (River generators) or the Phishing replay.",
+)
 @click.option("--events", "n_events", type=int, default=10_000, show_default=True)
 @click.option("--entities", "n_entities", type=int, default=100, show_default=True)
 @click.option("--seed", type=int, default=42, show_default=True)
 @click.option("--rate", type=float, default=0.0, help="Target events/s (0: as fast as possible).")
-@click.option("--label-delay-s", type=float, default=0.0, show_default=True,
-              help="Wall seconds between an event and its label.")
-@click.option("--drift-at", type=str, default="", help="Comma-separated event indices where the concept changes.")
+@click.option(
+    "--label-delay-s",
+    type=float,
+    default=0.0,
+    show_default=True,
+    help="Wall seconds between an event and its label.",
+)
+@click.option(
+    "--drift-at", type=str, default="", help="Comma-separated event indices where the concept changes."
+)
 @click.option("--bad-every", type=int, default=0, help="Also send a malformed event every N events.")
 @click.option("--no-labels", is_flag=True, help="Send events only.")
 @click.option("--start-ts", type=float, default=None, help="Event time of the first event (default: now).")
 @click.option("--step-s", type=float, default=0.1, show_default=True, help="Event-time step between events.")
 @pass_ctx
-def produce(c: Context, kind: str, n_events: int, n_entities: int, seed: int, rate: float, label_delay_s: float,
-            drift_at: str, bad_every: int, no_labels: bool, start_ts: float | None, step_s: float) -> None:
+def produce(
+    c: Context,
+    kind: str,
+    n_events: int,
+    n_entities: int,
+    seed: int,
+    rate: float,
+    label_delay_s: float,
+    drift_at: str,
+    bad_every: int,
+    no_labels: bool,
+    start_ts: float | None,
+    step_s: float,
+) -> None:
     """Publish a seeded synthetic stream to `events` (and labels to `labels`) with kafka-python."""
     import time
 
@@ -150,25 +187,42 @@ def produce(c: Context, kind: str, n_events: int, n_entities: int, seed: int, ra
     _prepare(c.settings)
     drifts = [int(d) for d in drift_at.split(",") if d.strip()]
     stream = SyntheticStream(
-        kind=kind, n_events=n_events, n_entities=n_entities, seed=seed,
-        start_ts=start_ts if start_ts is not None else time.time() - n_events * step_s, step_s=step_s,
+        kind=kind,
+        n_events=n_events,
+        n_entities=n_entities,
+        seed=seed,
+        start_ts=start_ts if start_ts is not None else time.time() - n_events * step_s,
+        step_s=step_s,
         drift_at=drifts,
     )
     try:
-        stats = publish(c.settings, stream, rate_per_s=rate, label_delay_s=label_delay_s,
-                        send_labels=not no_labels, bad_every=bad_every, total=stream.n_events,
-                        progress=sys.stderr.isatty())
+        stats = publish(
+            c.settings,
+            stream,
+            rate_per_s=rate,
+            label_delay_s=label_delay_s,
+            send_labels=not no_labels,
+            bad_every=bad_every,
+            total=stream.n_events,
+            progress=sys.stderr.isatty(),
+        )
     except PublishError as exc:
         _fail(str(exc))
-    click.echo(f"published {stats.events} events, {stats.labels} labels, {stats.bad} malformed "
-               f"in {stats.elapsed_s:.1f} s ({stats.events_per_s:.0f} events/s)")
+    click.echo(
+        f"published {stats.events} events, {stats.labels} labels, {stats.bad} malformed "
+        f"in {stats.elapsed_s:.1f} s ({stats.events_per_s:.0f} events/s)"
+    )
 
 
 @main.command()
 @click.option("--duration-s", type=float, default=60.0, show_default=True, help="How long the stream runs.")
 @click.option("--rate", type=float, default=400.0, show_default=True, help="Events per second.")
-@click.option("--report-dir", type=click.Path(file_okay=False, path_type=Path), default=Path("reports/demo"),
-              show_default=True)
+@click.option(
+    "--report-dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=Path("reports/demo"),
+    show_default=True,
+)
 @pass_ctx
 def demo(c: Context, duration_s: float, rate: float, report_dir: Path) -> None:
     """Start everything, stream a drifting synthetic stream for about a minute, print a summary, stop."""

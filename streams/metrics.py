@@ -15,7 +15,21 @@ from __future__ import annotations
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 LATENCY_BUCKETS_S = (
-    0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0,
+    0.001,
+    0.0025,
+    0.005,
+    0.01,
+    0.025,
+    0.05,
+    0.1,
+    0.25,
+    0.5,
+    1.0,
+    2.5,
+    5.0,
+    10.0,
+    30.0,
+    60.0,
 )
 LABEL_DELAY_BUCKETS_S = (0.1, 0.5, 1.0, 5.0, 10.0, 30.0, 60.0, 300.0, 900.0, 3600.0, 21600.0, 86400.0)
 
@@ -28,14 +42,18 @@ class Metrics:
         r = self.registry
         # Throughput
         self.events = Counter(
-            "freshet_events_total", "Events seen, by stage (validate, features, predict)", ["stage"],
+            "freshet_events_total",
+            "Events seen, by stage (validate, features, predict)",
+            ["stage"],
             registry=r,
         )
         self.predictions = Counter(
             "freshet_predictions_total", "Predictions published", ["model"], registry=r
         )
         self.dead_letters = Counter(
-            "freshet_dead_letters_total", "Messages sent to the dead-letter topic", ["source", "reason"],
+            "freshet_dead_letters_total",
+            "Messages sent to the dead-letter topic",
+            ["source", "reason"],
             registry=r,
         )
         self.late_events = Counter(
@@ -45,21 +63,27 @@ class Metrics:
         self.prediction_latency = Histogram(
             "freshet_event_to_prediction_seconds",
             "Wall time from the event's append to Kafka to its prediction's publication",
-            buckets=LATENCY_BUCKETS_S, registry=r,
+            buckets=LATENCY_BUCKETS_S,
+            registry=r,
         )
         self.feature_freshness = Histogram(
             "freshet_feature_freshness_seconds",
             "Wall time from the event's append to Kafka until its features are readable in the online store",
-            buckets=LATENCY_BUCKETS_S, registry=r,
+            buckets=LATENCY_BUCKETS_S,
+            registry=r,
         )
         # Label join
         self.labels = Counter(
-            "freshet_labels_total", "Labels by outcome (joined, duplicate, unknown, expired_prediction)",
-            ["outcome"], registry=r,
+            "freshet_labels_total",
+            "Labels by outcome (joined, duplicate, unknown, expired_prediction)",
+            ["outcome"],
+            registry=r,
         )
         self.label_delay = Histogram(
-            "freshet_label_delay_seconds", "Event time of the label minus event time of the prediction",
-            buckets=LABEL_DELAY_BUCKETS_S, registry=r,
+            "freshet_label_delay_seconds",
+            "Event time of the label minus event time of the prediction",
+            buckets=LABEL_DELAY_BUCKETS_S,
+            registry=r,
         )
         self.pending_predictions = Gauge(
             "freshet_pending_predictions", "Predictions waiting for their label", registry=r
@@ -72,14 +96,19 @@ class Metrics:
             "freshet_online_metric",
             "Test-then-train metric per model (metric: accuracy, log_loss, roc_auc, f1, mae, rmse, r2; "
             "scope: rolling or cumulative)",
-            ["model", "metric", "scope"], registry=r,
+            ["model", "metric", "scope"],
+            registry=r,
         )
         self.model_version = Gauge(
-            "freshet_model_version", "Version currently served (predict) or trained (learn)",
-            ["model", "role"], registry=r,
+            "freshet_model_version",
+            "Version currently served (predict) or trained (learn)",
+            ["model", "role"],
+            registry=r,
         )
         self.model_swaps = Counter(
-            "freshet_model_swaps_total", "Model versions hot-swapped into the predictor", ["model"],
+            "freshet_model_swaps_total",
+            "Model versions hot-swapped into the predictor",
+            ["model"],
             registry=r,
         )
         self.promotions = Counter(
@@ -93,11 +122,19 @@ class Metrics:
             "freshet_drift_alerts_total", "Drift alerts", ["kind", "subject", "detector"], registry=r
         )
         self.drift_statistic = Gauge(
-            "freshet_drift_statistic", "Last drift statistic (PSI, KS, detector estimate)",
-            ["kind", "subject", "statistic"], registry=r,
+            "freshet_drift_statistic",
+            "Last drift statistic (PSI, KS, detector estimate)",
+            ["kind", "subject", "statistic"],
+            registry=r,
         )
         # Kafka
+        self.ready = Gauge(
+            "freshet_worker_ready", "1 once the worker has its partitions and has recovered its tables",
+            registry=r,
+        )
         self.consumer_lag = Gauge(
-            "freshet_consumer_lag_messages", "Messages behind the end of each input topic partition",
-            ["topic", "partition"], registry=r,
+            "freshet_consumer_lag_messages",
+            "Messages behind the end of each input topic partition",
+            ["topic", "partition"],
+            registry=r,
         )

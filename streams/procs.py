@@ -19,7 +19,10 @@ def spawn(settings: Settings, *args: str, log_path: Path) -> subprocess.Popen[by
     env = {**os.environ, **settings.to_env(), "PYTHONUNBUFFERED": "1"}
     log = log_path.open("ab")
     return subprocess.Popen(
-        [sys.executable, "-m", "streams", *args], env=env, stdout=log, stderr=subprocess.STDOUT,
+        [sys.executable, "-m", "streams", *args],
+        env=env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
         start_new_session=True,
     )
 

@@ -24,11 +24,16 @@ class TopicReader:
     in seconds.
     """
 
-    def __init__(self, settings: Settings, name: str, *, from_end: bool = False, raw_name: bool = False) -> None:
+    def __init__(
+        self, settings: Settings, name: str, *, from_end: bool = False, raw_name: bool = False
+    ) -> None:
         self.topic = name if raw_name else settings.topic(name)
         self.consumer = KafkaConsumer(
-            bootstrap_servers=settings.kafka_bootstrap, enable_auto_commit=False, group_id=None,
-            consumer_timeout_ms=100, fetch_max_wait_ms=100,
+            bootstrap_servers=settings.kafka_bootstrap,
+            enable_auto_commit=False,
+            group_id=None,
+            consumer_timeout_ms=100,
+            fetch_max_wait_ms=100,
         )
         self._assigned = False
         self._from_end = from_end
@@ -59,8 +64,13 @@ class TopicReader:
                 except ValueError:
                     value = r.value
                 key = r.key.decode("utf-8", "replace") if r.key is not None else None
-                out.append((key, value, {"partition": r.partition, "offset": r.offset,
-                                         "timestamp_s": r.timestamp / 1000.0}))
+                out.append(
+                    (
+                        key,
+                        value,
+                        {"partition": r.partition, "offset": r.offset, "timestamp_s": r.timestamp / 1000.0},
+                    )
+                )
         return out
 
     def close(self) -> None:

@@ -14,6 +14,8 @@ True
 
 from __future__ import annotations
 
+import base64
+import time
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -56,11 +58,17 @@ class Prediction:
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> Prediction:
         return cls(
-            id=str(d["id"]), entity=str(d["entity"]), prediction=d.get("prediction"),
-            probabilities=dict(d.get("probabilities") or {}), model=str(d["model"]),
-            features=dict(d.get("features") or {}), event_ts=float(d["event_ts"]),
-            produced_ts=float(d["produced_ts"]), ingest_ts=d.get("ingest_ts"),
-            slot=str(d.get("slot", "default")), v=int(d.get("v", 1)),
+            id=str(d["id"]),
+            entity=str(d["entity"]),
+            prediction=d.get("prediction"),
+            probabilities=dict(d.get("probabilities") or {}),
+            model=str(d["model"]),
+            features=dict(d.get("features") or {}),
+            event_ts=float(d["event_ts"]),
+            produced_ts=float(d["produced_ts"]),
+            ingest_ts=d.get("ingest_ts"),
+            slot=str(d.get("slot", "default")),
+            v=int(d.get("v", 1)),
         )
 
 
@@ -95,11 +103,17 @@ class Example:
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> Example:
         return cls(
-            id=str(d["id"]), entity=str(d["entity"]), slot=str(d["slot"]),
-            features=dict(d["features"]), label=d["label"], event_ts=float(d["event_ts"]),
-            label_ts=float(d["label_ts"]), served_prediction=d.get("served_prediction"),
+            id=str(d["id"]),
+            entity=str(d["entity"]),
+            slot=str(d["slot"]),
+            features=dict(d["features"]),
+            label=d["label"],
+            event_ts=float(d["event_ts"]),
+            label_ts=float(d["label_ts"]),
+            served_prediction=d.get("served_prediction"),
             served_model=d.get("served_model"),
-            served_probabilities=dict(d.get("served_probabilities") or {}), v=int(d.get("v", 1)),
+            served_probabilities=dict(d.get("served_probabilities") or {}),
+            v=int(d.get("v", 1)),
         )
 
 
@@ -120,3 +134,42 @@ class DeadLetter:
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
+
+
+def dead_letter(
+    *,
+    topic: str,
+    partition: int,
+    offset: int,
+    key: bytes | None,
+    value: bytes | None,
+    reason: str,
+    detail: str,
+) -> tuple[bytes | None, bytes]:
+    """(key, value) of the ``dead-letter`` message for an input message that could not be processed.
+
+    The original bytes travel as text when they are UTF-8, else as base64, so nothing is lost.
+
+    >>> key, value = dead_letter(topic="events", partition=0, offset=7, key=b"u1", value=b"\\xff",
+    ...                          reason="undecodable", detail="not UTF-8 JSON")
+    >>> record = decode(value)
+    >>> record["reason"], record["value_encoding"], base64.b64decode(record["value"])
+    ('undecodable', 'base64', b'\\xff')
+    """
+    raw = value or b""
+    try:
+        text, encoding = raw.decode("utf-8"), "utf-8"
+    except UnicodeDecodeError:
+        text, encoding = base64.b64encode(raw).decode("ascii"), "base64"
+    record = DeadLetter(
+        reason=reason,
+        detail=detail,
+        source_topic=topic,
+        source_partition=partition,
+        source_offset=offset,
+        value=text,
+        value_encoding=encoding,
+        key=key.decode("utf-8", "replace") if key is not None else None,
+        ts=time.time(),
+    )
+    return key, encode(record.to_dict())

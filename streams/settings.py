@@ -60,6 +60,8 @@ class Settings:
     web_port: int = 6066
     # How long a logged prediction waits for its label before it expires (event-time seconds).
     label_ttl_s: float = 3600.0
+    # Feature vectors in the online store expire this long after their last write (seconds).
+    store_ttl_s: float = 86400.0
     # The learner snapshots and publishes a model version every this many examples.
     snapshot_every: int = 500
     # HMAC key for model snapshots; the default is for local runs only.

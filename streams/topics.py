@@ -30,8 +30,13 @@ class Topics:
 def declare_topics(app: faust.App, settings: Settings) -> Topics:
     def raw(name: str, **kwargs: Any) -> Any:
         return app.topic(
-            settings.topic(name), key_type=bytes, value_type=bytes, key_serializer="raw",
-            value_serializer="raw", partitions=settings.partitions, **kwargs,
+            settings.topic(name),
+            key_type=bytes,
+            value_type=bytes,
+            key_serializer="raw",
+            value_serializer="raw",
+            partitions=settings.partitions,
+            **kwargs,
         )
 
     return Topics(

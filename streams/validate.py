@@ -146,9 +146,7 @@ def validate_event(data: bytes | None, schema: EventSchema, now_s: float) -> Eve
             f"event time {ts:.3f} is {ts - now_s:.0f} s ahead of the clock (max_future_s={schema.max_future_s:g})",
         )
     if schema.max_age_s > 0 and ts < now_s - schema.max_age_s:
-        return Invalid(
-            "too_old", f"event time {ts:.3f} is older than max_age_s={schema.max_age_s:g} s"
-        )
+        return Invalid("too_old", f"event time {ts:.3f} is older than max_age_s={schema.max_age_s:g} s")
 
     if schema.extra_fields == "reject":
         known = {schema.id, schema.entity, schema.time, *schema.fields}

@@ -13,7 +13,9 @@ from streams.spec import EventSchema
 from streams.validate import Event, Invalid, parse_timestamp, validate_event
 
 NOW = 1_800_000_000.0
-SCHEMA = EventSchema(fields={"amount": "float", "n": "int", "country": "str", "flag": "bool"}, max_age_s=86400)
+SCHEMA = EventSchema(
+    fields={"amount": "float", "n": "int", "country": "str", "flag": "bool"}, max_age_s=86400
+)
 
 
 def check(payload: object | bytes, schema: EventSchema = SCHEMA) -> Event | Invalid:
@@ -22,8 +24,16 @@ def check(payload: object | bytes, schema: EventSchema = SCHEMA) -> Event | Inva
 
 
 def good(**over: object) -> dict[str, object]:
-    return {"id": "e1", "entity": "u1", "ts": NOW - 10, "amount": 1.5, "n": 2, "country": "fr", "flag": True,
-            **over}
+    return {
+        "id": "e1",
+        "entity": "u1",
+        "ts": NOW - 10,
+        "amount": 1.5,
+        "n": 2,
+        "country": "fr",
+        "flag": True,
+        **over,
+    }
 
 
 def test_good_event_is_typed() -> None:
@@ -96,9 +106,19 @@ def test_arbitrary_bytes_never_raise(data: bytes) -> None:
 
 
 @RELAXED
-@given(st.dictionaries(st.sampled_from(["id", "entity", "ts", "amount", "n", "country", "flag", "x"]),
-                       st.one_of(st.none(), st.booleans(), st.integers(-(2**63), 2**63 - 1), st.floats(allow_nan=False),
-                                 st.text(max_size=5)), max_size=8))
+@given(
+    st.dictionaries(
+        st.sampled_from(["id", "entity", "ts", "amount", "n", "country", "flag", "x"]),
+        st.one_of(
+            st.none(),
+            st.booleans(),
+            st.integers(-(2**63), 2**63 - 1),
+            st.floats(allow_nan=False),
+            st.text(max_size=5),
+        ),
+        max_size=8,
+    )
+)
 def test_arbitrary_objects_never_raise_and_good_ones_are_finite(payload: dict[str, object]) -> None:
     result = check(payload)
     if isinstance(result, Event):

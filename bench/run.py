@@ -1,0 +1,220 @@
+"""``make bench``: the pipeline's throughput and latency beside a ceiling measured in the same run.
+
+Throughput: N events are loaded into the input topic first, then the consumer starts; events/s is N over
+the span between the first and the last output message. The pipeline (a freshet worker) and the ceiling
+(a bare aiokafka consume→produce passthrough of the same messages on the same broker) are measured the
+same way, one after the other, so their ratio is meaningful on a noisy machine.
+
+Latency: events are then published at half the pipeline's measured rate with their labels, the learner
+running and publishing versions; p50/p99 of (prediction published - event appended to Kafka), overall and
+within one second after each model swap.
+
+Feature stage: the pure feature engine alone (bench/bench_features.py).
+
+Writes bench/results/latest.json and prints it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import platform
+import time
+from pathlib import Path
+from typing import Any
+
+import orjson
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from kafka.admin import KafkaAdminClient, NewTopic
+
+from producers.publish import make_producer, publish
+from producers.synthetic import SyntheticStream
+from streams.procs import spawn, stop, wait_http
+from streams.readers import TopicReader
+from streams.services import ensure_topics, services_down, services_up
+from streams.settings import Settings
+from streams.summary import percentile
+
+RESULTS = Path(__file__).resolve().parent / "results" / "latest.json"
+
+
+def load_events(settings: Settings, topic: str, stream: SyntheticStream) -> int:
+    producer = make_producer(settings, linger_ms=20)
+    n = 0
+    for event, _ in stream:
+        producer.send(topic, key=event["entity"].encode(), value=orjson.dumps(event))
+        n += 1
+    producer.flush(timeout=120)
+    producer.close()
+    return n
+
+
+def drain(settings: Settings, topic: str, n: int, timeout_s: float, raw_name: bool = False) -> list[Any]:
+    """Read n messages of a topic; returns (kafka timestamp s, decoded value) pairs."""
+    out: list[Any] = []
+    deadline = time.monotonic() + timeout_s
+    with TopicReader(settings, topic, raw_name=raw_name) as reader:
+        while len(out) < n and time.monotonic() < deadline:
+            out.extend((meta["timestamp_s"], value) for _, value, meta in reader.poll(0.5))
+    return out
+
+
+def span_rate(timestamps: list[float]) -> float:
+    if len(timestamps) < 2:
+        return 0.0
+    return (len(timestamps) - 1) / max(1e-9, max(timestamps) - min(timestamps))
+
+
+async def passthrough(settings: Settings, src: str, dst: str, n: int) -> None:
+    consumer = AIOKafkaConsumer(
+        bootstrap_servers=settings.kafka_bootstrap,
+        group_id=None,
+        enable_auto_commit=False,
+        auto_offset_reset="earliest",
+    )
+    producer = AIOKafkaProducer(bootstrap_servers=settings.kafka_bootstrap, linger_ms=2, acks=1)
+    await consumer.start()
+    await producer.start()
+    try:
+        parts = consumer.partitions_for_topic(src) or set()
+        consumer.assign([TopicPartition(src, p) for p in parts])
+        await consumer.seek_to_beginning()
+        seen = 0
+        while seen < n:
+            batches = await consumer.getmany(timeout_ms=500, max_records=2000)
+            for records in batches.values():
+                for r in records:
+                    await producer.send(dst, key=r.key, value=r.value)
+                    seen += 1
+        await producer.flush()
+    finally:
+        await producer.stop()
+        await consumer.stop()
+
+
+def measure_ceiling(settings: Settings, stream: SyntheticStream) -> float:
+    src, dst = f"{settings.topic_prefix}ceiling-in", f"{settings.topic_prefix}ceiling-out"
+    admin = KafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap)
+    admin.create_topics([NewTopic(t, settings.partitions, 1) for t in (src, dst)])
+    admin.close()
+    n = load_events(settings, src, stream)
+    asyncio.run(asyncio.wait_for(passthrough(settings, src, dst, n), timeout=300))
+    out = drain(settings, dst, n, 120, raw_name=True)
+    return span_rate([ts for ts, _ in out])
+
+
+def measure_pipeline(
+    settings: Settings, stream: SyntheticStream, logs: Path
+) -> tuple[float, dict[str, float]]:
+    """Preloaded throughput of the worker alone; returns (events/s, latency percentiles at that load)."""
+    n = load_events(settings, settings.topic("events"), stream)
+    worker = spawn(settings, "worker", log_path=logs / "worker-throughput.log")
+    try:
+        wait_http(f"http://127.0.0.1:{settings.metrics_port}/metrics", 120, worker)
+        out = drain(settings, "predictions", n, 600)
+    finally:
+        stop(worker)
+    if len(out) < n:
+        raise RuntimeError(f"only {len(out)} of {n} predictions came out; see {logs}")
+    produced = [float(v["produced_ts"]) for _, v in out]
+    return span_rate(produced), {}
+
+
+def measure_latency(settings: Settings, rate: float, n: int, logs: Path) -> dict[str, float]:
+    """Paced run with labels and a learner publishing versions; latency overall and around swaps."""
+    worker = spawn(settings, "worker", log_path=logs / "worker-latency.log")
+    learner = spawn(settings, "learn", log_path=logs / "learner-latency.log")
+    try:
+        wait_http(f"http://127.0.0.1:{settings.metrics_port}/metrics", 120, worker)
+        wait_http(f"http://127.0.0.1:{settings.metrics_port + 1}/metrics", 120, learner)
+        time.sleep(3)  # partitions assigned
+        stream = SyntheticStream(
+            kind="hyperplane",
+            n_events=n,
+            n_entities=1000,
+            seed=11,
+            start_ts=time.time() - 1,
+            step_s=1.0 / rate,
+        )
+        publish(settings, stream, rate_per_s=rate, label_delay_s=0.2)
+        out = drain(settings, "predictions", n, 300)
+    finally:
+        stop(worker)
+        stop(learner)
+    preds = sorted((v for _, v in out), key=lambda p: p["produced_ts"])
+    lat = [(p["produced_ts"] - p["ingest_ts"]) * 1000.0 for p in preds]
+    swaps = [
+        preds[i]["produced_ts"] for i in range(1, len(preds)) if preds[i]["model"] != preds[i - 1]["model"]
+    ]
+    near = [
+        (p["produced_ts"] - p["ingest_ts"]) * 1000.0
+        for p in preds
+        if any(0 <= p["produced_ts"] - s <= 1.0 for s in swaps)
+    ]
+    return {
+        "latency_p50_ms_half_rate": round(percentile(lat, 0.5), 3),
+        "latency_p99_ms_half_rate": round(percentile(lat, 0.99), 3),
+        "latency_p99_ms_during_swap": round(percentile(near, 0.99), 3) if near else float("nan"),
+        "model_swaps_seen": len(swaps),
+        "latency_events": len(lat),
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--events", type=int, default=20_000)
+    parser.add_argument("--latency-events", type=int, default=6_000)
+    parser.add_argument("--skip-features", action="store_true")
+    args = parser.parse_args()
+
+    stamp = time.strftime("%Y%m%d%H%M%S", time.gmtime())
+    base = Settings.from_env()
+    settings = base.with_(topic_prefix=f"bench-{stamp}-", app_id=f"freshet-bench-{stamp}", snapshot_every=500)
+    logs = settings.cache_dir / "bench" / stamp
+    started = services_up(settings)
+    result: dict[str, Any] = {
+        "n_events": args.events,
+        "machine": platform.machine(),
+        "python": platform.python_version(),
+    }
+    try:
+        ensure_topics(settings)
+        stream = SyntheticStream(
+            kind="hyperplane",
+            n_events=args.events,
+            n_entities=1000,
+            seed=3,
+            start_ts=time.time() - args.events * 0.01,
+            step_s=0.01,
+        )
+        ceiling = measure_ceiling(settings, stream)
+        pipeline, _ = measure_pipeline(settings, stream, logs)
+        result.update(
+            pipeline_events_per_s=round(pipeline, 1),
+            ceiling_events_per_s=round(ceiling, 1),
+            ratio_to_ceiling=round(pipeline / ceiling, 4) if ceiling else None,
+        )
+        lat_settings = settings.with_(
+            app_id=f"{settings.app_id}-lat", topic_prefix=f"{settings.topic_prefix}lat-"
+        )
+        ensure_topics(lat_settings)
+        lat = measure_latency(lat_settings, max(50.0, pipeline / 2), args.latency_events, logs)
+        result.update(lat)
+        result["latency_p50_ms"] = lat["latency_p50_ms_half_rate"]
+        result["latency_p99_ms"] = lat["latency_p99_ms_half_rate"]
+        if not args.skip_features:
+            from bench.bench_features import run as run_features
+
+            feats = run_features()
+            result.update({k: v for k, v in feats.items() if isinstance(v, int | float | str)})
+    finally:
+        if started:
+            services_down(settings)
+    RESULTS.parent.mkdir(parents=True, exist_ok=True)
+    RESULTS.write_text(json.dumps(result, indent=2, sort_keys=True) + "\n")
+    print(json.dumps(result, indent=2, sort_keys=True))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,190 @@
+"""The ordered learner of one slot, without I/O: exactly-once test-then-train with signed snapshots.
+
+The I/O layer (a Faust agent or a plain consumer) feeds :meth:`Learner.process` the slot's examples in
+offset order and acts on what it returns: publish the new model version, the promotion event, the metric
+snapshot. The learner snapshots the whole group together with the offset of the last example learned
+(DESIGN.md decision 3). After a crash, :meth:`Learner.restore` resumes from the current snapshot and the
+I/O layer seeks the slot's examples partition (one slot, one partition: the topic is keyed by slot) to
+:attr:`Learner.next_offset`; offsets at or below the restored one are skipped anyway, so nothing is
+learned twice and nothing is skipped. (Do not rely on the consumer group's committed offsets: the
+snapshot's offset is the truth.)
+
+>>> from models.registry import InMemoryRegistryStore, Registry
+>>> from models.spec import parse_models
+>>> from streams.records import Example
+>>> registry = Registry(InMemoryRegistryStore(), "key")
+>>> [slot] = parse_models(None, "classification")
+>>> learner = Learner.restore(registry, slot, snapshot_every=2)
+>>> learner.next_offset
+0
+>>> def ex(i): return Example(id=f"e{i}", entity="u", slot="default", features={"x": float(i)},
+...                           label=i % 2 == 0, event_ts=float(i), label_ts=float(i))
+>>> [learner.process(ex(i), offset=i).snapshot is not None for i in range(3)]
+[False, True, False]
+>>> crashed = Learner.restore(registry, slot, snapshot_every=2)  # learned 0..1, lost 2
+>>> crashed.next_offset, crashed.process(ex(0), offset=0).skipped
+(2, True)
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import numbers
+from dataclasses import dataclass, replace
+from typing import Any
+
+from models.champion import ModelGroup, PromotionEvent
+from models.registry import ModelMeta, Registry
+from models.spec import ModelSlotDef
+from streams.records import Example
+
+__all__ = ["BadExample", "LearnOutput", "Learner", "check_label"]
+
+_log = logging.getLogger(__name__)
+
+
+class BadExample(ValueError):
+    """An example that cannot be learned (its label does not fit the slot's kind)."""
+
+
+def check_label(kind: str, label: Any) -> Any:
+    """The label as the slot's models expect it, or :class:`BadExample`.
+
+    >>> check_label("regression", 3), check_label("classification", 1.0)
+    (3.0, 1)
+    >>> check_label("regression", "high")
+    Traceback (most recent call last):
+    ...
+    models.learner.BadExample: label 'high' is not a number; a regression slot needs numeric labels
+    """
+    if kind == "regression":
+        if isinstance(label, bool) or not isinstance(label, numbers.Real) or not math.isfinite(label):
+            raise BadExample(f"label {label!r} is not a number; a regression slot needs numeric labels")
+        return float(label)
+    if isinstance(label, bool | int | str):
+        return label
+    if isinstance(label, float) and label.is_integer():
+        return int(label)  # JSON writers may send 1.0 for the class 1
+    raise BadExample(f"label {label!r} is not a class; a classification slot needs bool, int or str labels")
+
+
+@dataclass(frozen=True)
+class LearnOutput:
+    """What processing one example produced, for the I/O layer to publish."""
+
+    offset: int
+    skipped: bool  # already learned (offset <= restored offset), another slot's, or bad
+    predictions: dict[str, Any]  # each model's prediction, made before it learned the example
+    snapshot: ModelMeta | None = None  # a new version was saved: announce it on model-versions
+    promotion: PromotionEvent | None = None
+    metrics: dict[str, dict[str, float]] | None = None  # periodic: {model: {metric: value}}
+    error: str | None = None  # why a bad example was not learned (dead-letter it)
+
+
+class Learner:
+    """Feeds examples to a :class:`ModelGroup` in offset order, once each, and snapshots it."""
+
+    def __init__(
+        self,
+        group: ModelGroup,
+        registry: Registry,
+        *,
+        name: str | None = None,
+        snapshot_every: int = 500,
+        metrics_every: int = 100,
+        offset: int = -1,
+        parent: int | None = None,
+    ) -> None:
+        if snapshot_every < 1 or metrics_every < 1:
+            raise ValueError("snapshot_every and metrics_every must be at least 1")
+        self.group = group
+        self.registry = registry
+        self.name = name or group.slot
+        self.snapshot_every = snapshot_every
+        self.metrics_every = metrics_every
+        self.offset = offset
+        self.version = parent
+        self._since_snapshot = 0
+
+    @property
+    def next_offset(self) -> int:
+        """The first offset not yet learned: where the examples consumer must seek."""
+        return self.offset + 1
+
+    @classmethod
+    def restore(
+        cls,
+        registry: Registry,
+        slot_def: ModelSlotDef,
+        *,
+        name: str | None = None,
+        rolling_window: int = 1000,
+        snapshot_every: int = 500,
+        metrics_every: int = 100,
+    ) -> Learner:
+        """Resume from the slot's current snapshot (verified), or start a fresh group at offset -1."""
+        name = name or slot_def.slot
+        meta = registry.current(name)
+        if meta is None:
+            _log.info("slot %s: no snapshot in the registry; starting fresh models", slot_def.slot)
+            group = ModelGroup(slot_def, rolling_window=rolling_window)
+            return cls(group, registry, name=name, snapshot_every=snapshot_every,
+                       metrics_every=metrics_every)
+        state, meta = registry.load(name, meta.version)
+        group = ModelGroup.from_state(state, slot_def)
+        _log.info(
+            "slot %s: resumed from %s (offset %d, %d examples learned)",
+            slot_def.slot, meta.ref, meta.offset, meta.examples_learned,
+        )
+        return cls(group, registry, name=name, snapshot_every=snapshot_every, metrics_every=metrics_every,
+                   offset=meta.offset, parent=meta.version)
+
+    def process(self, example: Example, offset: int) -> LearnOutput:
+        """Score and learn one example at ``offset`` (once: offsets at or below the last one are skipped)."""
+        if offset <= self.offset:
+            return LearnOutput(offset=offset, skipped=True, predictions={})
+        if example.slot != self.group.slot:
+            # Slots may share a partition; another slot's example only moves the offset on.
+            self.offset = offset
+            return LearnOutput(offset=offset, skipped=True, predictions={})
+        try:
+            y = check_label(self.group.kind, example.label)
+        except BadExample as exc:
+            self.offset = offset
+            return LearnOutput(offset=offset, skipped=True, predictions={}, error=str(exc))
+        predictions = self.group.score_and_learn(example.features, y)
+        self.offset = offset
+        self._since_snapshot += 1
+        promotion = self.group.maybe_promote()
+        if promotion is not None:
+            promotion = replace(promotion, offset=offset)
+            self.group.promotions[-1] = promotion
+        snapshot = metrics = None
+        # A promotion is snapshotted at once so predictors swap to the new champion.
+        due = promotion is not None or self._since_snapshot >= self.snapshot_every
+        if due or self.group.examples_learned % self.metrics_every == 0:
+            metrics = self.group.metrics()
+        if due:
+            snapshot = self.snapshot(metrics)
+        return LearnOutput(
+            offset=offset, skipped=False, predictions=predictions, snapshot=snapshot, promotion=promotion,
+            metrics=metrics,
+        )
+
+    def snapshot(self, metrics: dict[str, dict[str, float]] | None = None) -> ModelMeta:
+        """Save the group now (signed, with the offset of the last example learned) and make it current."""
+        meta = self.registry.save(
+            self.name,
+            self.group.state(),
+            parent=self.version,
+            slot=self.group.slot,
+            examples_learned=self.group.examples_learned,
+            offset=self.offset,
+            metrics=metrics if metrics is not None else self.group.metrics(),
+            role="group",
+            champion=self.group.champion,
+        )
+        self.version = meta.version
+        self._since_snapshot = 0
+        return meta
