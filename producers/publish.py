@@ -16,7 +16,7 @@ from typing import Any
 
 import orjson
 from kafka import KafkaProducer
-from kafka.errors import NoBrokersAvailable
+from kafka.errors import KafkaError
 
 from streams.settings import Settings
 
@@ -56,7 +56,7 @@ def make_producer(settings: Settings, **overrides: Any) -> KafkaProducer:
     config.update(overrides)
     try:
         return KafkaProducer(**config)
-    except NoBrokersAvailable:
+    except KafkaError:
         raise PublishError(
             f"no Kafka broker at {settings.kafka_bootstrap}: "
             "run `freshet services up` or set FRESHET_KAFKA_PORT"

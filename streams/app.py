@@ -51,7 +51,6 @@ class Runtime:
     engine: FeatureEngine
     slots: list[ModelSlotDef]
     predictor: Predictor
-    late_policy: str = "dead-letter"
     store: OnlineStore | None = None
     store_buffer: list[tuple[str, dict[str, float | None], float, float]] = field(default_factory=list)
 
@@ -61,7 +60,6 @@ class Runtime:
     ) -> Runtime:
         spec = spec or PipelineSpec.load(settings.spec_path or DEFAULT_SPEC)
         raw_features = spec.raw.get("features", [])
-        defaults = raw_features.get("defaults", {}) if isinstance(raw_features, dict) else {}
         slots = parse_models(spec.raw.get("models", []), spec.label.kind)
         return cls(
             settings=settings,
@@ -70,13 +68,14 @@ class Runtime:
             engine=FeatureEngine(parse_features(raw_features)),
             slots=slots,
             predictor=Predictor(slots),
-            late_policy=str(defaults.get("late_policy", "dead-letter")),
             store=open_store(settings),
         )
 
 
 def create_app(rt: Runtime) -> faust.App:
     s = rt.settings
+    datadir = s.cache_dir / "faust" / s.app_id
+    datadir.mkdir(parents=True, exist_ok=True)
     app = faust.App(
         s.app_id,
         broker=f"kafka://{s.kafka_bootstrap}",
@@ -88,21 +87,14 @@ def create_app(rt: Runtime) -> faust.App:
         stream_recovery_delay=0.0,  # single-node broker: no need to wait for a rebalance storm
         broker_commit_interval=1.0,
         producer_linger_ms=2,
-        datadir=str(s.cache_dir / "faust" / s.app_id),
+        datadir=str(datadir),
         key_serializer="raw",
         value_serializer="raw",
     )
     topics = declare_topics(app, s)
     m = rt.metrics
     # Per-entity window state; value = 8-byte source offset + FeatureEngine.dumps(state).
-    feature_state = app.Table(
-        "feature-state",
-        key_type=bytes,
-        value_type=bytes,
-        key_serializer="raw",
-        value_serializer="raw",
-        partitions=s.partitions,
-    )
+    feature_state = app.Table("feature-state", key_type=bytes, value_type=bytes, partitions=s.partitions)
 
     async def to_dead_letter(message: Any, reason: str, detail: str) -> None:
         key, value = dead_letter(
@@ -137,8 +129,11 @@ def create_app(rt: Runtime) -> faust.App:
                 state = rt.engine.loads(stored[8:]) if stored is not None else rt.engine.new_state()
                 result = rt.engine.update(state, checked.ts, checked.fields)
                 if result.late:
-                    m.late_events.labels(policy=rt.late_policy).inc()
-                    if rt.late_policy == "dead-letter":
+                    # Behind the watermark beyond grace: not applied to the late windows, no prediction;
+                    # the features' late_policy says whether it is dropped or dead-lettered.
+                    action = result.action or "drop"
+                    m.late_events.labels(policy=action).inc()
+                    if action == "dead-letter":
                         await to_dead_letter(
                             msg,
                             "late",
@@ -181,8 +176,6 @@ def create_app(rt: Runtime) -> faust.App:
         "label-join",
         key_type=bytes,
         value_type=bytes,
-        key_serializer="raw",
-        value_serializer="raw",
         partitions=s.partitions,
         use_partitioner=True,
     )
@@ -352,7 +345,7 @@ def validate_label(data: bytes | None) -> LabelRecord | Invalid:
 
 async def follow_versions(rt: Runtime) -> None:
     """Hot-swap each slot's champion: load the current version at start, then follow ``model-versions``."""
-    from aiokafka import AIOKafkaConsumer, TopicPartition
+    from aiokafka import AIOKafkaConsumer
 
     registry = open_registry(rt.settings)
     loop = asyncio.get_running_loop()
@@ -365,28 +358,23 @@ async def follow_versions(rt: Runtime) -> None:
             log.error("slot %s: refusing model version %s: %s", slot, version, exc)
             rt.metrics.dead_letters.labels(source="model-versions", reason="bad_snapshot").inc()
             return
-        if model is None:
+        if model is None or label == rt.predictor.models[slot].label:
             return
         rt.predictor.swap(slot, model, label)
         rt.metrics.model_swaps.labels(model=slot).inc()
         rt.metrics.model_version.labels(model=slot, role="predict").set(int(label.rsplit("@", 1)[1]))
         log.info("slot %s: now serving %s", slot, label)
 
-    for slot in slots:
-        await load(slot, None)
     topic = rt.settings.topic("model-versions")
+    # No consumer group: every worker follows every slot's versions.
     consumer = AIOKafkaConsumer(
-        bootstrap_servers=rt.settings.kafka_bootstrap,
-        group_id=None,
-        enable_auto_commit=False,
+        topic, bootstrap_servers=rt.settings.kafka_bootstrap, group_id=None, enable_auto_commit=False,
         auto_offset_reset="latest",
     )
     await consumer.start()
     try:
-        parts = consumer.partitions_for_topic(topic) or set()
-        tps = [TopicPartition(topic, p) for p in sorted(parts)]
-        consumer.assign(tps)
-        await consumer.seek_to_end(*tps)
+        for slot in slots:  # after subscribing, so no version announced meanwhile is missed
+            await load(slot, None)
         while True:
             batches = await consumer.getmany(timeout_ms=500)
             latest: dict[str, int | None] = {}

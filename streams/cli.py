@@ -231,5 +231,125 @@ def demo(c: Context, duration_s: float, rate: float, report_dir: Path) -> None:
     sys.exit(run_demo(c.settings, duration_s=duration_s, rate=rate, report_dir=report_dir))
 
 
-def _settings_obj(ctx: Any) -> Settings:
-    return ctx.find_object(Context).settings  # type: ignore[no-any-return]
+# --- features ---------------------------------------------------------------------------------------
+
+
+@main.group()
+def features() -> None:
+    """Read the online store."""
+
+
+@features.command("get")
+@click.argument("entity")
+@pass_ctx
+def features_get(c: Context, entity: str) -> None:
+    """Print the latest feature vector of ENTITY (JSON), with the event time it is fresh as of."""
+    import orjson
+
+    from streams.connections import open_store
+
+    row = open_store(c.settings).get(entity)
+    if row is None:
+        _fail(f"no features for entity {entity!r} in the online store at {c.settings.redis_url}")
+    click.echo(orjson.dumps(row, option=orjson.OPT_INDENT_2 | orjson.OPT_SORT_KEYS).decode())
+
+
+@main.command()
+@click.argument("input_path", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.argument("output_path", type=click.Path(dir_okay=False, path_type=Path))
+@click.option("--as-of", "as_of", type=str, default=None,
+              help="One row per entity as of this time (epoch seconds or ISO-8601 with a zone); "
+              "without it, every event with its point-in-time features.")
+@click.option("--attributes", type=click.Path(exists=True, dir_okay=False, path_type=Path), default=None,
+              help="CSV/Parquet of static entity attributes.")
+@pass_ctx
+def backfill(c: Context, input_path: Path, output_path: Path, as_of: str | None, attributes: Path | None) -> None:
+    """Compute the spec's features over a CSV/Parquet event log with pandas; write Parquet."""
+    from streams.app import DEFAULT_SPEC
+    from streams.features.batch import backfill as run_backfill
+    from streams.validate import parse_timestamp
+
+    as_of_s = None
+    if as_of is not None:
+        try:
+            as_of_s = parse_timestamp(float(as_of) if as_of.replace(".", "", 1).isdigit() else as_of)
+        except ValueError as exc:
+            _fail(f"--as-of: {exc}")
+    n = run_backfill(c.settings.spec_path or DEFAULT_SPEC, input_path, output_path, as_of_s=as_of_s,
+                     attributes_path=attributes, sort_by_time=True)
+    click.echo(f"wrote {n} rows to {output_path}")
+
+
+# --- models ----------------------------------------------------------------------------------------
+
+
+@main.group()
+def models() -> None:
+    """List, promote and roll back model versions in the registry."""
+
+
+@models.command("list")
+@click.argument("slot", required=False)
+@pass_ctx
+def models_list(c: Context, slot: str | None) -> None:
+    """Versions of every slot (or one): version, parent, examples learned, offset, champion, metrics."""
+    from streams.connections import open_registry
+
+    registry = open_registry(c.settings)
+    names = [slot] if slot else registry.names()
+    if not names:
+        click.echo("no model versions yet")
+    for name in names:
+        current = registry.current(name)
+        for meta in registry.versions(name):
+            mark = "*" if current is not None and meta.version == current.version else " "
+            champ = meta.metrics.get(meta.champion or "", {}) if isinstance(meta.metrics, dict) else {}
+            acc = champ.get("accuracy") if isinstance(champ, dict) else None
+            score = f" accuracy={acc:.4f}" if isinstance(acc, float) else ""
+            click.echo(f"{mark} {meta.ref:24} parent={meta.parent} champion={meta.champion} "
+                       f"examples={meta.examples_learned} offset={meta.offset} bytes={meta.size_bytes}{score}")
+
+
+def _announce(settings: Settings, slot: str, meta: Any, action: str) -> None:
+    import orjson
+
+    from producers.publish import make_producer
+
+    producer = make_producer(settings)
+    producer.send(settings.topic("model-versions"), key=slot.encode(),
+                  value=orjson.dumps({"v": 1, **meta.to_dict(), "action": action}))
+    producer.flush(timeout=30)
+    producer.close()
+
+
+@models.command("promote")
+@click.argument("slot")
+@click.argument("version", type=int)
+@pass_ctx
+def models_promote(c: Context, slot: str, version: int) -> None:
+    """Serve VERSION of SLOT (predictors hot-swap; the learner continues from it)."""
+    from models.registry import SnapshotError
+    from streams.connections import open_registry
+
+    try:
+        meta = open_registry(c.settings).set_current(slot, version)
+    except SnapshotError as exc:
+        _fail(str(exc))
+    _announce(c.settings, slot, meta, "promote")
+    click.echo(f"{slot} now serves {meta.ref}")
+
+
+@models.command("rollback")
+@click.argument("slot")
+@pass_ctx
+def models_rollback(c: Context, slot: str) -> None:
+    """Serve the current version's parent again (predictors hot-swap; the learner continues from it)."""
+    from models.registry import SnapshotError
+    from streams.connections import open_registry
+
+    try:
+        meta = open_registry(c.settings).rollback(slot)
+    except SnapshotError as exc:
+        _fail(str(exc))
+    _announce(c.settings, slot, meta, "rollback")
+    click.echo(f"{slot} rolled back to {meta.ref}")

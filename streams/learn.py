@@ -28,6 +28,7 @@ from kafka.partitioner.default import murmur2
 from prometheus_client import start_http_server
 
 from models.learner import Learner
+from models.registry import Registry
 from models.spec import ModelSlotDef, parse_models
 from streams.connections import open_registry
 from streams.metrics import Metrics
@@ -65,8 +66,10 @@ class LearnerLoop:
     learners: dict[str, Learner]
     producer: KafkaProducer
     consumer: KafkaConsumer
+    registry: Registry
     stopping: bool = False
     processed: int = 0
+    _last_follow: float = 0.0
     last_example_wall: float = field(default_factory=time.monotonic)
 
     @classmethod
@@ -92,7 +95,7 @@ class LearnerLoop:
             max_poll_records=2000,
             fetch_max_wait_ms=100,
         )
-        loop = cls(settings, metrics or Metrics(), learners, producer, consumer)
+        loop = cls(settings, metrics or Metrics(), learners, producer, consumer, registry)
         loop._assign()
         return loop
 
@@ -115,8 +118,33 @@ class LearnerLoop:
             self.consumer.seek(tp, starts[tp.partition])
             log.info("examples partition %d: resuming at offset %d", tp.partition, starts[tp.partition])
 
+    def follow_registry(self) -> None:
+        """Adopt a version someone else made current (``freshet models promote|rollback``).
+
+        The learner reloads that version's models and goes on from the examples it has reached (the ones
+        in between are not learned again: they made the version that was rolled back). It snapshots at
+        once, so a crash after this resumes from the adopted models at the right offset.
+        """
+        for slot, learner in list(self.learners.items()):
+            current = self.registry.current(slot)
+            if current is None or current.version == learner.version:
+                continue
+            offset = learner.offset
+            adopted = Learner.restore(
+                self.registry, learner.group.slot_def, rolling_window=self.settings.rolling_window,
+                snapshot_every=self.settings.snapshot_every,
+            )
+            adopted.offset = max(offset, adopted.offset)
+            self.learners[slot] = adopted
+            meta = adopted.snapshot()
+            log.warning("slot %s: adopted %s (made current outside the learner) as %s", slot, current.ref, meta.ref)
+            self.metrics.model_version.labels(model=slot, role="learn").set(meta.version)
+
     def step(self, timeout_s: float = 0.5) -> int:
         """Poll once and process what came; returns how many examples were processed."""
+        if time.monotonic() - self._last_follow > 1.0:
+            self._last_follow = time.monotonic()
+            self.follow_registry()
         batches = self.consumer.poll(timeout_ms=int(timeout_s * 1000))
         n = 0
         for records in batches.values():
@@ -158,6 +186,7 @@ class LearnerLoop:
             )
         if out.snapshot is not None:
             meta = out.snapshot
+            self.registry.prune(example.slot, keep=self.settings.keep_versions)
             m.model_version.labels(model=example.slot, role="learn").set(meta.version)
             m.snapshot_bytes.labels(model=example.slot).set(meta.size_bytes)
             self.producer.send(

@@ -64,6 +64,8 @@ class Settings:
     store_ttl_s: float = 86400.0
     # The learner snapshots and publishes a model version every this many examples.
     snapshot_every: int = 500
+    # Model versions kept in the registry per slot (older ones are pruned; the current one never is).
+    keep_versions: int = 20
     # HMAC key for model snapshots; the default is for local runs only.
     signing_key: str = "freshet-dev-key-change-me"
     # Rolling window (examples) for rolling online metrics.

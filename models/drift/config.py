@@ -11,8 +11,8 @@ Every key is optional; the values shown are the defaults::
     warnings = true                 # publish warning alerts (detectors with a warning zone)
     alert_on = "increase"           # "increase": a drop in error is no alert; "any"
     policy = "alert"                # alert | promote_best_challenger | reset_and_retrain
-    retrain_buffer = 1000           # recent examples kept per model for reset_and_retrain
-    retrain_recent = 1000           # how many of them the fresh model learns (default: retrain_buffer)
+    retrain_buffer = 200            # recent examples kept per model for reset_and_retrain
+    retrain_recent = 200            # how many of them the fresh model learns (default: retrain_buffer)
     min_gain = 0.0                  # promote only a challenger better than the champion by more than this
     min_challenger_examples = 0     # ... and that has learned at least this many examples
     fallback = "alert"              # promote_best_challenger without a better challenger: alert | reset_and_retrain

@@ -156,7 +156,9 @@ class WindowDriftMonitor:
     is a mix of before and after and the same abrupt shift tends to alert a second time once the window
     holds only new values; ``"refill"`` gives one alert per abrupt shift (and goes on alerting, one
     reference later, while a gradual shift continues). ``None`` values (a missing feature) are counted in
-    :attr:`n_missing` and skipped.
+    :attr:`n_missing` and skipped; a value of the other type (a string in a numeric variable, or the
+    reverse, judged by the first value seen) in :attr:`n_invalid`. Monitors pickle, so their state can be
+    snapshotted with the rest of the learner's.
 
     >>> m = WindowDriftMonitor("amount", kind="feature", reference_size=200, current_size=200,
     ...                        check_every=50)
@@ -212,6 +214,7 @@ class WindowDriftMonitor:
         self.current: deque[Value] = deque(maxlen=current_size)
         self.n = 0
         self.n_missing = 0
+        self.n_invalid = 0
         self.n_checks = 0
         self.n_alerts = 0
         self.last: dict[str, float] = {}
@@ -232,6 +235,10 @@ class WindowDriftMonitor:
             return None
         if self._categorical is None:
             self._categorical = is_categorical(value)
+        elif is_categorical(value) != self._categorical:
+            # A string among numbers (or the reverse) cannot be compared: count it, never fail the stream.
+            self.n_invalid += 1
+            return None
         self.n += 1
         if not self.reference_ready:
             self.reference.append(value)

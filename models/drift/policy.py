@@ -38,6 +38,8 @@ class DriftPolicy:
       ``fallback`` (``"alert"`` or ``"reset_and_retrain"``).
     - ``reset_and_retrain``: replace the model by a fresh one from its factory, trained on the last
       ``retrain_recent`` examples of the model's buffer (which keeps ``retrain_buffer``; default: all).
+      Keep the buffer short: an abrupt drift is detected tens of examples after it happens, so a long
+      buffer is mostly the old concept (``tests/unit/test_drift_adaptive.py`` measures this).
 
     Warnings (``level="warning"``) only ever alert.
 
@@ -50,7 +52,7 @@ class DriftPolicy:
     """
 
     kind: str = "alert"
-    retrain_buffer: int = 1000
+    retrain_buffer: int = 200
     retrain_recent: int | None = None
     min_gain: float = 0.0
     min_challenger_examples: int = 0
@@ -115,7 +117,9 @@ class ExampleBuffer:
     def recent(self, n: int | None = None) -> list[tuple[dict[str, Any], Any]]:
         """The last ``n`` examples (all when ``None``), oldest first."""
         items = list(self._items)
-        return items if n is None else items[max(0, len(items) - n):] if n > 0 else []
+        if n is None:
+            return items
+        return items[-n:] if n > 0 else []
 
     def clear(self) -> None:
         self._items.clear()
@@ -217,15 +221,20 @@ def retrain(
     (True, False)
     """
     model = factory()
-    items = examples.recent(n) if isinstance(examples, ExampleBuffer) else list(examples)
-    if n is not None and not isinstance(examples, ExampleBuffer):
-        items = items[max(0, len(items) - n):] if n > 0 else []
-    for x, y in items:
+    buffer = examples if isinstance(examples, ExampleBuffer) else _as_buffer(examples)
+    for x, y in buffer.recent(n):
         if learn_one is None:
             model.learn_one(x, y)  # type: ignore[attr-defined]
         else:
             learn_one(model, x, y)
     return model
+
+
+def _as_buffer(examples: list[tuple[dict[str, Any], Any]]) -> ExampleBuffer:
+    buffer = ExampleBuffer(len(examples))
+    for x, y in examples:
+        buffer.append(x, y)
+    return buffer
 
 
 def _fmt(score: float | None) -> str:

@@ -1,0 +1,281 @@
+"""The online store: the latest feature vector per entity, in Redis, for other services to read.
+
+Layout (``prefix`` defaults to ``"freshet:"``):
+
+* ``{prefix}f:{entity}`` — a hash: one field per feature (the float as text, ``""`` for None) plus
+  ``_as_of_s``, the event time the vector is fresh as of. Written whole (stale fields of an older spec
+  are removed) and only if it is not older than what is there, so an out-of-order event never
+  overwrites a fresher vector. Expires ``ttl_s`` after its last write (Redis's clock: the TTL is about
+  serving, not event time).
+* ``{prefix}a:{entity}`` — a hash of the entity's static attributes (``agg = "attribute"`` features),
+  filled by the user (:meth:`RedisOnlineStore.set_attributes` or any Redis client); never expires.
+
+Writes are pipelined (one round trip per ``batch_size`` rows) and each row is applied atomically by a
+small Lua script. Reads: :meth:`~RedisOnlineStore.get`, :meth:`~RedisOnlineStore.get_many`.
+
+:class:`InMemoryOnlineStore` has the same API, with an injectable clock, for unit tests only.
+
+>>> store = InMemoryOnlineStore(ttl_s=60, clock=FixedClock(1000.0))
+>>> store.write_many([("user-1", {"x1_mean_60s": 0.5, "n_60s": None}, 1700000000.25)])
+1
+>>> store.get("user-1")
+{'x1_mean_60s': 0.5, 'n_60s': None, '_as_of_s': 1700000000.25}
+>>> store.write_many([("user-1", {"x1_mean_60s": 9.0, "n_60s": 1.0}, 1699999999.0)])   # older: ignored
+0
+>>> store.clock.advance(61); store.get("user-1") is None
+True
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Iterable, Mapping
+from typing import Any, Protocol
+
+AS_OF = "_as_of_s"
+FeatureRow = tuple[str, Mapping[str, float | None], float]
+
+# KEYS[1] = feature hash; ARGV[1] = ttl in ms (0: none), ARGV[2] = as_of, ARGV[3..] = field, value, ...
+# Returns 1 if written, 0 if the stored vector is fresher.
+_WRITE_LUA = """
+local cur = redis.call('HGET', KEYS[1], '_as_of_s')
+if cur and tonumber(cur) > tonumber(ARGV[2]) then return 0 end
+redis.call('DEL', KEYS[1])
+redis.call('HSET', KEYS[1], '_as_of_s', ARGV[2], unpack(ARGV, 3))
+local ttl = tonumber(ARGV[1])
+if ttl > 0 then redis.call('PEXPIRE', KEYS[1], ttl) end
+return 1
+"""
+
+
+class Clock(Protocol):
+    def now(self) -> float:
+        """Wall-clock epoch seconds."""
+        ...
+
+
+class SystemClock:
+    """The real wall clock."""
+
+    def now(self) -> float:
+        return time.time()
+
+
+class FixedClock:
+    """A clock that only moves when told to (tests).
+
+    >>> c = FixedClock(10.0); c.advance(2.5); c.now()
+    12.5
+    """
+
+    def __init__(self, t_s: float = 0.0) -> None:
+        self.t_s = float(t_s)
+
+    def now(self) -> float:
+        return self.t_s
+
+    def advance(self, seconds: float) -> None:
+        self.t_s += seconds
+
+    def set(self, t_s: float) -> None:
+        self.t_s = float(t_s)
+
+
+class OnlineStore(Protocol):
+    """What the worker writes to and services read from."""
+
+    def write_many(self, rows: Iterable[FeatureRow]) -> int:
+        """Write ``(entity, {feature: value}, as_of_s)`` rows; returns how many were newer and written."""
+        ...
+
+    def get(self, entity: str) -> dict[str, float | None] | None:
+        """The entity's latest vector with ``_as_of_s``, or None (never written, or expired)."""
+        ...
+
+    def get_many(self, entities: Iterable[str]) -> dict[str, dict[str, float | None] | None]: ...
+
+    def attributes(self, entity: str) -> dict[str, float | str]: ...
+
+    def set_attributes(self, entity: str, attributes: Mapping[str, float | str]) -> None: ...
+
+
+class StoreError(RuntimeError):
+    """The online store cannot be used; the message says what to check."""
+
+
+def encode_value(value: float | None) -> str:
+    """A feature value as stored in the hash: ``repr`` of the float (exact), ``""`` for None/NaN/inf.
+
+    >>> encode_value(0.1), encode_value(None), encode_value(float("nan"))
+    ('0.1', '', '')
+    """
+    if value is None:
+        return ""
+    f = float(value)
+    return repr(f) if math.isfinite(f) else ""
+
+
+def decode_value(raw: str | bytes) -> float | None:
+    """The inverse of :func:`encode_value` (unparseable text gives None)."""
+    if isinstance(raw, bytes):
+        raw = raw.decode()
+    if raw == "":
+        return None
+    try:
+        return float(raw)
+    except ValueError:
+        return None
+
+
+def _decode_attribute(raw: str | bytes) -> float | str:
+    text = raw.decode() if isinstance(raw, bytes) else raw
+    try:
+        f = float(text)
+    except ValueError:
+        return text
+    return f if math.isfinite(f) else text
+
+
+def _check_ttl(ttl_s: float | None) -> float | None:
+    if ttl_s is None:
+        return None
+    if isinstance(ttl_s, bool) or not isinstance(ttl_s, int | float) or not ttl_s > 0 or math.isinf(ttl_s):
+        raise ValueError(f"ttl_s = {ttl_s!r} must be a positive number of seconds (or None: no expiry)")
+    return float(ttl_s)
+
+
+class RedisOnlineStore:
+    """The online store in Redis (see the module docstring for the layout).
+
+    ``redis_client`` is a ``redis.Redis``; responses may be decoded or not. ``ttl_s``: seconds a vector
+    lives after its last write (None: forever).
+    """
+
+    def __init__(
+        self, redis_client: Any, ttl_s: float | None = 86400.0, prefix: str = "freshet:", batch_size: int = 500
+    ) -> None:
+        self.redis = redis_client
+        self.ttl_s = _check_ttl(ttl_s)
+        self.prefix = prefix
+        self.batch_size = max(1, int(batch_size))
+        self._write = redis_client.register_script(_WRITE_LUA)
+
+    @classmethod
+    def from_settings(cls, settings: Any, ttl_s: float | None = 86400.0, prefix: str = "freshet:") -> RedisOnlineStore:
+        """Connect with a :class:`streams.settings.Settings` (host, port, db)."""
+        import redis
+
+        client = redis.Redis(host=settings.redis_host, port=settings.redis_port, db=settings.redis_db)
+        return cls(client, ttl_s=ttl_s, prefix=prefix)
+
+    def feature_key(self, entity: str) -> str:
+        return f"{self.prefix}f:{entity}"
+
+    def attribute_key(self, entity: str) -> str:
+        return f"{self.prefix}a:{entity}"
+
+    def write_many(self, rows: Iterable[FeatureRow]) -> int:
+        ttl_ms = 0 if self.ttl_s is None else max(1, round(self.ttl_s * 1000))
+        written = 0
+        pipe = self.redis.pipeline(transaction=False)
+        pending = 0
+        for entity, values, as_of_s in rows:
+            args: list[Any] = [ttl_ms, repr(float(as_of_s))]
+            for name, value in values.items():
+                args.append(name)
+                args.append(encode_value(value))
+            self._write(keys=[self.feature_key(entity)], args=args, client=pipe)
+            pending += 1
+            if pending >= self.batch_size:
+                written += self._execute(pipe)
+                pending = 0
+        if pending:
+            written += self._execute(pipe)
+        return written
+
+    def _execute(self, pipe: Any) -> int:
+        try:
+            results = pipe.execute()
+        except Exception as exc:  # redis.ConnectionError and friends; keep redis an optional import here
+            raise StoreError(f"writing features to Redis failed: {exc}; is Redis running and reachable?") from exc
+        return sum(int(r) for r in results)
+
+    def get(self, entity: str) -> dict[str, float | None] | None:
+        return self._decode(self.redis.hgetall(self.feature_key(entity)))
+
+    def get_many(self, entities: Iterable[str]) -> dict[str, dict[str, float | None] | None]:
+        names = list(entities)
+        pipe = self.redis.pipeline(transaction=False)
+        for entity in names:
+            pipe.hgetall(self.feature_key(entity))
+        return {e: self._decode(raw) for e, raw in zip(names, pipe.execute(), strict=True)}
+
+    @staticmethod
+    def _decode(raw: Mapping[Any, Any]) -> dict[str, float | None] | None:
+        if not raw:
+            return None
+        out: dict[str, float | None] = {}
+        as_of: float | None = None
+        for k, v in raw.items():
+            name = k.decode() if isinstance(k, bytes) else k
+            if name == AS_OF:
+                as_of = decode_value(v)
+            else:
+                out[name] = decode_value(v)
+        out[AS_OF] = as_of
+        return out
+
+    def attributes(self, entity: str) -> dict[str, float | str]:
+        raw = self.redis.hgetall(self.attribute_key(entity))
+        return {(k.decode() if isinstance(k, bytes) else k): _decode_attribute(v) for k, v in raw.items()}
+
+    def set_attributes(self, entity: str, attributes: Mapping[str, float | str]) -> None:
+        if attributes:
+            self.redis.hset(self.attribute_key(entity), mapping={k: str(v) for k, v in attributes.items()})
+
+
+class InMemoryOnlineStore:
+    """The online store's API over a dict, with TTLs on an injected clock. For unit tests only."""
+
+    def __init__(self, ttl_s: float | None = 86400.0, clock: Clock | None = None) -> None:
+        self.ttl_s = _check_ttl(ttl_s)
+        self.clock: Any = clock or SystemClock()
+        self._vectors: dict[str, tuple[dict[str, float | None], float, float | None]] = {}
+        self._attributes: dict[str, dict[str, float | str]] = {}
+
+    def write_many(self, rows: Iterable[FeatureRow]) -> int:
+        written = 0
+        now = self.clock.now()
+        for entity, values, as_of_s in rows:
+            current = self._live(entity, now)
+            if current is not None and current[1] > as_of_s:
+                continue
+            expires = None if self.ttl_s is None else now + self.ttl_s
+            # Round-trip through the stored text, as Redis does.
+            stored = {k: decode_value(encode_value(v)) for k, v in values.items()}
+            self._vectors[entity] = (stored, float(as_of_s), expires)
+            written += 1
+        return written
+
+    def _live(self, entity: str, now: float) -> tuple[dict[str, float | None], float, float | None] | None:
+        item = self._vectors.get(entity)
+        if item is not None and item[2] is not None and now >= item[2]:
+            del self._vectors[entity]
+            return None
+        return item
+
+    def get(self, entity: str) -> dict[str, float | None] | None:
+        item = self._live(entity, self.clock.now())
+        if item is None:
+            return None
+        return {**item[0], AS_OF: item[1]}
+
+    def get_many(self, entities: Iterable[str]) -> dict[str, dict[str, float | None] | None]:
+        return {e: self.get(e) for e in entities}
+
+    def attributes(self, entity: str) -> dict[str, float | str]:
+        return {k: _decode_attribute(str(v)) for k, v in self._attributes.get(entity, {}).items()}
+
+    def set_attributes(self, entity: str, attributes: Mapping[str, float | str]) -> None:
+        self._attributes.setdefault(entity, {}).update(attributes)
