@@ -258,6 +258,16 @@ class ModelGroup:
         self._apply(event)
         return event
 
+    def reset_model(self, name: str, model: base.Estimator) -> None:
+        """Replace one model (e.g. retrained after a drift); its scores and promotion window go on."""
+        if name not in self._members:
+            raise KeyError(f"slot {self.slot!r} has no model {name!r}; models: {self.names}")
+        self._members[name].model = model
+
+    def fresh_model(self, name: str) -> base.Estimator:
+        """A new, untrained model built by ``name``'s factory."""
+        return build_model(self._members[name].defn, self.kind)
+
     def _apply(self, event: PromotionEvent) -> None:
         self.champion = event.promoted
         self.promotions.append(event)

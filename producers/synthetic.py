@@ -61,8 +61,12 @@ def _generator(kind: str, concept: int, seed: int) -> Iterator[tuple[dict[Any, A
         functions = (0, 4, 7, 2, 1, 3, 5, 6, 8, 9)
         return iter(synth.Agrawal(classification_function=functions[concept % 10], seed=seed + concept))
     if kind == "hyperplane":
-        # A new concept is a new random hyperplane (another seed), so the boundary really moves.
-        return iter(synth.Hyperplane(seed=seed + 1000 * concept, n_features=5, noise_percentage=0.05))
+        # A new concept is a new random hyperplane (another seed) and, on odd concepts, the classes swap
+        # sides: an abrupt drift no model can ride out without noticing.
+        plane = iter(synth.Hyperplane(seed=seed + 1000 * concept, n_features=5, noise_percentage=0.05))
+        if concept % 2:
+            return ((x, 1 - y) for x, y in plane)
+        return plane
     if kind == "phishing":
         if concept:
             raise ValueError("the phishing replay has no drift points")

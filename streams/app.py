@@ -20,6 +20,8 @@ import orjson
 from prometheus_client import CollectorRegistry
 
 from models.champion import ModelGroup
+from models.drift.alerts import DriftAlert
+from models.drift.config import DriftConfig
 from models.evaluation import OnlineScorer
 from models.registry import Registry, SnapshotError
 from models.spec import ModelSlotDef, parse_models
@@ -51,6 +53,7 @@ class Runtime:
     engine: FeatureEngine
     slots: list[ModelSlotDef]
     predictor: Predictor
+    drift: DriftConfig
     store: OnlineStore | None = None
     store_buffer: list[tuple[str, dict[str, float | None], float, float]] = field(default_factory=list)
 
@@ -68,6 +71,7 @@ class Runtime:
             engine=FeatureEngine(parse_features(raw_features)),
             slots=slots,
             predictor=Predictor(slots),
+            drift=DriftConfig.from_spec(spec),
             store=open_store(settings),
         )
 
@@ -93,6 +97,25 @@ def create_app(rt: Runtime) -> faust.App:
     )
     topics = declare_topics(app, s)
     m = rt.metrics
+    # Data drift on the model inputs and prediction drift on the served scores, per worker process.
+    feature_drift = rt.drift.feature_monitors()
+    prediction_drift = {slot.slot: rt.drift.prediction_monitor(slot.slot) for slot in rt.slots}
+
+    async def publish_alerts(alerts: list[DriftAlert]) -> None:
+        for alert in alerts:
+            d = alert.to_dict()
+            m.drift_alerts.labels(kind=d["kind"], subject=d["subject"], detector=d["detector"], level=d["level"]).inc()
+            m.drift_statistic.labels(kind=d["kind"], subject=d["subject"], statistic=d["statistic"]).set(d["value"])
+            log.warning(
+                "drift: %s on %s (%s=%s, threshold %s)",
+                d["kind"],
+                d["subject"],
+                d["statistic"],
+                d["value"],
+                d["threshold"],
+            )
+            await topics.drift.send(key=str(d["subject"]).encode(), value=encode(d))
+
     # Per-entity window state; value = 8-byte source offset + FeatureEngine.dumps(state).
     feature_state = app.Table("feature-state", key_type=bytes, value_type=bytes, partitions=s.partitions)
 
@@ -147,6 +170,8 @@ def create_app(rt: Runtime) -> faust.App:
             m.events.labels(stage="features").inc()
             # (entity, {feature: value}) → model input (fields + features)
             x = model_input(checked.fields, values)
+            if feature_drift is not None:
+                await publish_alerts(feature_drift.update_one(x, checked.ts, msg.offset))
             rt.store_buffer.append((checked.entity, values, checked.ts, msg.timestamp))
             for slot in rt.slots:
                 y, proba, served = rt.predictor.predict(slot.slot, x)
@@ -166,6 +191,11 @@ def create_app(rt: Runtime) -> faust.App:
                 # Prediction → predictions (key: event id)
                 await topics.predictions.send(key=checked.id.encode(), value=encode(pred.to_dict()))
                 m.predictions.labels(model=slot.slot).inc()
+                monitor = prediction_drift.get(slot.slot)
+                if monitor is not None:
+                    alert = monitor.update(served_score(y, proba), checked.ts, msg.offset)
+                    if alert is not None:
+                        await publish_alerts([alert])
                 m.prediction_latency.observe(max(0.0, now - msg.timestamp))
             m.events.labels(stage="predict").inc()
 
@@ -270,6 +300,22 @@ def create_app(rt: Runtime) -> faust.App:
     return app
 
 
+def served_score(y: Any, proba: dict[str, float]) -> float | None:
+    """The scalar watched for prediction drift: P(true) / P(1) for binary classes, else the prediction.
+
+    >>> served_score(True, {"true": 0.8, "false": 0.2}), served_score(2.5, {}), served_score("a", {"a": 0.6})
+    (0.8, 2.5, 0.6)
+    """
+    for positive in ("true", "1"):
+        if positive in proba:
+            return proba[positive]
+    if proba and y is not None:
+        return proba.get(str(y))
+    if isinstance(y, bool | int | float):
+        return float(y)
+    return None
+
+
 SERVED_METRICS = {
     "accuracy",
     "accuracy_rolling",
@@ -368,7 +414,10 @@ async def follow_versions(rt: Runtime) -> None:
     topic = rt.settings.topic("model-versions")
     # No consumer group: every worker follows every slot's versions.
     consumer = AIOKafkaConsumer(
-        topic, bootstrap_servers=rt.settings.kafka_bootstrap, group_id=None, enable_auto_commit=False,
+        topic,
+        bootstrap_servers=rt.settings.kafka_bootstrap,
+        group_id=None,
+        enable_auto_commit=False,
         auto_offset_reset="latest",
     )
     await consumer.start()

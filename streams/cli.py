@@ -216,7 +216,7 @@ def produce(
 
 @main.command()
 @click.option("--duration-s", type=float, default=60.0, show_default=True, help="How long the stream runs.")
-@click.option("--rate", type=float, default=400.0, show_default=True, help="Events per second.")
+@click.option("--rate", type=float, default=100.0, show_default=True, help="Events per second.")
 @click.option(
     "--report-dir",
     type=click.Path(file_okay=False, path_type=Path),
@@ -353,3 +353,10 @@ def models_rollback(c: Context, slot: str) -> None:
         _fail(str(exc))
     _announce(c.settings, slot, meta, "rollback")
     click.echo(f"{slot} rolled back to {meta.ref}")
+
+
+from streams.report_cli import report  # noqa: E402  (registered last: these modules import nothing heavy)
+from streams.watch import watch  # noqa: E402
+
+main.add_command(watch)
+main.add_command(report)

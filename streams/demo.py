@@ -138,14 +138,25 @@ def _summary(
     ]
     for line in phases["lines"]:
         lines.append(f"  {line}")
-    if alerts:
-        for a in alerts[:10]:
-            where = f"at example {a.get('offset')}" if a.get("offset") is not None else ""
-            lines.append(
-                f"  drift: {a.get('kind')} on {a.get('subject', a.get('slot'))} "
-                f"({a.get('detector', a.get('reason', ''))}) {where}"
-            )
-    else:
-        lines.append("  drift: no alert")
+    concept = [a for a in alerts if a.get("kind") == "concept" and a.get("level") == "drift"]
+    for a in concept:
+        # Examples of one slot sit in one partition, in order: the offset is the example's index.
+        delay = int(a["offset"]) - drift_at if a.get("offset") is not None else None
+        lines.append(
+            f"  concept drift on {a['subject']} ({a['detector']}) at example {a.get('offset')}: "
+            f"{delay} examples after the change"
+        )
+    for a in alerts:
+        if a.get("kind") == "action":
+            lines.append(f"  reaction: {a['action']} on {a['subject']} at example {a.get('offset')}")
+        elif a.get("kind") == "promotion":
+            lines.append(f"  promotion: {a['promoted']} replaced {a['demoted']} at example {a.get('offset')}")
+    others = Counter(
+        f"{a['kind']} on {a['subject']}" for a in alerts if a.get("kind") in ("feature", "prediction", "label")
+    )
+    if others:
+        lines.append(f"  data drift alerts: {', '.join(f'{k} ({v})' for k, v in others.items())}")
+    if not concept:
+        lines.append("  concept drift: not detected")
     ok = len(preds) >= n_events
     return {"text": "\n".join(lines), "ok": ok}

@@ -27,7 +27,9 @@ from kafka import KafkaConsumer, KafkaProducer, TopicPartition
 from kafka.partitioner.default import murmur2
 from prometheus_client import start_http_server
 
-from models.learner import Learner
+from models.drift.config import DriftConfig
+from models.drift.supervisor import SlotDriftSupervisor
+from models.learner import Learner, check_label
 from models.registry import Registry
 from models.spec import ModelSlotDef, parse_models
 from streams.connections import open_registry
@@ -48,9 +50,7 @@ def partition_for(key: str, n_partitions: int) -> int:
     return (murmur2(key.encode()) & 0x7FFFFFFF) % n_partitions
 
 
-def load_slots(
-    settings: Settings, spec: PipelineSpec | None = None
-) -> tuple[PipelineSpec, list[ModelSlotDef]]:
+def load_slots(settings: Settings, spec: PipelineSpec | None = None) -> tuple[PipelineSpec, list[ModelSlotDef]]:
     from streams.app import DEFAULT_SPEC
 
     spec = spec or PipelineSpec.load(settings.spec_path or DEFAULT_SPEC)
@@ -67,16 +67,16 @@ class LearnerLoop:
     producer: KafkaProducer
     consumer: KafkaConsumer
     registry: Registry
+    drift_config: DriftConfig = field(default_factory=lambda: DriftConfig.from_dict(None))
+    supervisors: dict[str, SlotDriftSupervisor] = field(default_factory=dict)
     stopping: bool = False
     processed: int = 0
     _last_follow: float = 0.0
     last_example_wall: float = field(default_factory=time.monotonic)
 
     @classmethod
-    def build(
-        cls, settings: Settings, metrics: Metrics | None = None, spec: PipelineSpec | None = None
-    ) -> LearnerLoop:
-        _, slots = load_slots(settings, spec)
+    def build(cls, settings: Settings, metrics: Metrics | None = None, spec: PipelineSpec | None = None) -> LearnerLoop:
+        spec, slots = load_slots(settings, spec)
         registry = open_registry(settings)
         learners = {
             s.slot: Learner.restore(
@@ -95,7 +95,8 @@ class LearnerLoop:
             max_poll_records=2000,
             fetch_max_wait_ms=100,
         )
-        loop = cls(settings, metrics or Metrics(), learners, producer, consumer, registry)
+        drift = DriftConfig.from_spec(spec)
+        loop = cls(settings, metrics or Metrics(), learners, producer, consumer, registry, drift)
         loop._assign()
         return loop
 
@@ -131,11 +132,14 @@ class LearnerLoop:
                 continue
             offset = learner.offset
             adopted = Learner.restore(
-                self.registry, learner.group.slot_def, rolling_window=self.settings.rolling_window,
+                self.registry,
+                learner.group.slot_def,
+                rolling_window=self.settings.rolling_window,
                 snapshot_every=self.settings.snapshot_every,
             )
             adopted.offset = max(offset, adopted.offset)
             self.learners[slot] = adopted
+            self.supervisors.pop(slot, None)
             meta = adopted.snapshot()
             log.warning("slot %s: adopted %s (made current outside the learner) as %s", slot, current.ref, meta.ref)
             self.metrics.model_version.labels(model=slot, role="learn").set(meta.version)
@@ -176,9 +180,7 @@ class LearnerLoop:
         if out.promotion is not None:
             event = out.promotion.to_dict()
             m.promotions.labels(slot=example.slot, reason=out.promotion.reason).inc()
-            log.warning(
-                "slot %s: promoted %s over %s", example.slot, out.promotion.promoted, out.promotion.demoted
-            )
+            log.warning("slot %s: promoted %s over %s", example.slot, out.promotion.promoted, out.promotion.demoted)
             self.producer.send(
                 self.settings.topic("drift"),
                 key=example.slot.encode(),
@@ -194,12 +196,52 @@ class LearnerLoop:
                 key=example.slot.encode(),
                 value=encode({"v": 1, **meta.to_dict()}),
             )
+        self._watch_drift(example, learner, out.predictions, record.offset)
         if out.metrics is not None:
             self._publish_metrics(example, learner, out.metrics)
 
-    def _publish_metrics(
-        self, example: Example, learner: Learner, metrics: dict[str, dict[str, float]]
-    ) -> None:
+    def _watch_drift(self, example: Example, learner: Learner, predictions: dict[str, Any], offset: int) -> None:
+        """Concept drift per model and label shift; the champion's policy may promote or retrain."""
+        slot = example.slot
+        sup = self.supervisors.get(slot)
+        if sup is None or sup.group is not learner.group:
+            sup = self.supervisors[slot] = SlotDriftSupervisor(learner.group, self.drift_config)
+        y = check_label(learner.group.kind, example.label)
+        result = sup.on_example(example.features, y, predictions, event_ts=example.event_ts, offset=offset)
+        for alert in result.alerts:
+            self.publish_alert(alert.to_dict())
+        for action in result.actions:
+            self.metrics.drift_actions.labels(slot=slot, action=action.kind).inc()
+            log.warning("slot %s: drift policy: %s %s (%s)", slot, action.kind, action.target or "", action.reason)
+            self.producer.send(
+                self.settings.topic("drift"),
+                key=slot.encode(),
+                value=encode(
+                    {
+                        "v": 1,
+                        "kind": "action",
+                        "slot": slot,
+                        "action": action.kind,
+                        "subject": action.subject,
+                        "target": action.target,
+                        "n_examples": action.n_examples,
+                        "reason": action.reason,
+                        "offset": offset,
+                        "event_ts": example.event_ts,
+                    }
+                ),
+            )
+        if result.changed_group:
+            meta = learner.snapshot()
+            self.metrics.model_version.labels(model=slot, role="learn").set(meta.version)
+            self.producer.send(
+                self.settings.topic("model-versions"), key=slot.encode(), value=encode({"v": 1, **meta.to_dict()})
+            )
+
+    def publish_alert(self, alert: dict[str, Any]) -> None:
+        publish_alert(self.producer, self.settings, self.metrics, alert)
+
+    def _publish_metrics(self, example: Example, learner: Learner, metrics: dict[str, dict[str, float]]) -> None:
         group = learner.group
         for name, values in metrics.items():
             role = "champion" if name == group.champion else "challenger"
@@ -244,11 +286,29 @@ class LearnerLoop:
         self.consumer.close()
 
 
+def publish_alert(producer: KafkaProducer, settings: Settings, metrics: Metrics, alert: dict[str, Any]) -> None:
+    """A drift alert → the ``drift`` topic (key: what drifted) and the alert counter."""
+    metrics.drift_alerts.labels(
+        kind=alert["kind"], subject=alert["subject"], detector=alert["detector"], level=alert["level"]
+    ).inc()
+    metrics.drift_statistic.labels(kind=alert["kind"], subject=alert["subject"], statistic=alert["statistic"]).set(
+        alert["value"]
+    )
+    log.warning(
+        "drift: %s on %s (%s %s=%s, threshold %s)",
+        alert["kind"],
+        alert["subject"],
+        alert["detector"],
+        alert["statistic"],
+        alert["value"],
+        alert["threshold"],
+    )
+    producer.send(settings.topic("drift"), key=str(alert["subject"]).encode(), value=encode(alert))
+
+
 def run_learner(settings: Settings, metrics_port: int | None = None, max_idle_s: float = 0.0) -> None:
     """Run until SIGTERM/SIGINT (or ``max_idle_s`` without examples); /metrics on the given port."""
-    logging.basicConfig(
-        level=settings.log_level.upper(), format="%(asctime)s %(name)s %(levelname)s %(message)s"
-    )
+    logging.basicConfig(level=settings.log_level.upper(), format="%(asctime)s %(name)s %(levelname)s %(message)s")
     metrics = Metrics()
     port = metrics_port if metrics_port is not None else settings.metrics_port + 1
     start_http_server(port, addr=settings.metrics_host, registry=metrics.registry)

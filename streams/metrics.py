@@ -119,7 +119,16 @@ class Metrics:
         )
         # Drift
         self.drift_alerts = Counter(
-            "freshet_drift_alerts_total", "Drift alerts", ["kind", "subject", "detector"], registry=r
+            "freshet_drift_alerts_total",
+            "Drift alerts (kind: concept, feature, prediction, label; level: warning or drift)",
+            ["kind", "subject", "detector", "level"],
+            registry=r,
+        )
+        self.drift_actions = Counter(
+            "freshet_drift_actions_total",
+            "What a model's drift policy did (promote, reset_and_retrain, alert)",
+            ["slot", "action"],
+            registry=r,
         )
         self.drift_statistic = Gauge(
             "freshet_drift_statistic",

@@ -1,6 +1,6 @@
 """The online store: the latest feature vector per entity, in Redis, for other services to read.
 
-Layout (``prefix`` defaults to ``"freshet:"``):
+Layout (``prefix`` defaults to ``"freshet:"``; a ``:`` is added when the prefix lacks one):
 
 * ``{prefix}f:{entity}`` — a hash: one field per feature (the float as text, ``""`` for None) plus
   ``_as_of_s``, the event time the vector is fresh as of. Written whole (stale fields of an older spec
@@ -157,7 +157,8 @@ class RedisOnlineStore:
     ) -> None:
         self.redis = redis_client
         self.ttl_s = _check_ttl(ttl_s)
-        self.prefix = prefix
+        # "app:features" and "app:features:" both give keys "app:features:f:<entity>".
+        self.prefix = prefix if not prefix or prefix.endswith(":") else prefix + ":"
         self.batch_size = max(1, int(batch_size))
         self._write = redis_client.register_script(_WRITE_LUA)
 

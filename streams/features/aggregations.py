@@ -62,7 +62,7 @@ import importlib
 import math
 import numbers
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import lru_cache
 from typing import Any, ClassVar, Protocol, runtime_checkable
 
@@ -89,6 +89,8 @@ class Kernel:
     add: str
     state: str
     result: str
+    # Names the snippets use, added to the generated code's globals (keys are formatted with {a}).
+    env: Mapping[str, Any] = field(default_factory=dict)
 
 
 @runtime_checkable
@@ -185,6 +187,22 @@ def normalize_value(value: Any) -> float | str | None:
             return None
         return f if -MAX_ABS <= f <= MAX_ABS else None
     return None
+
+
+def attribute_value(raw: Any) -> float | None:
+    """What an ``agg = "attribute"`` feature reports for a raw attribute: a valid number (numeric text
+    included, since Redis stores text), else None.
+
+    >>> attribute_value("12.5"), attribute_value(3), attribute_value("NL"), attribute_value(None)
+    (12.5, 3.0, None, None)
+    """
+    v = normalize_value(raw)
+    if isinstance(v, str):
+        try:
+            v = normalize_value(float(v))
+        except ValueError:
+            return None
+    return v if isinstance(v, float) else None
 
 
 @lru_cache(maxsize=65536)
@@ -545,6 +563,11 @@ def hll_registers(hashes: Iterable[int], precision: int) -> str:
     return "".join(chr(_REGISTER_BASE + r) for r in regs)
 
 
+def hll_union(a: str, b: str) -> str:
+    """Registers of the union of two sets: the larger register of each pair."""
+    return "".join(max(x, y) for x, y in zip(a, b, strict=True))
+
+
 def hll_estimate(registers: str) -> float:
     """Cardinality estimate with the small-range (linear counting) correction."""
     m = len(registers)
@@ -620,13 +643,11 @@ class DistinctCount(AggregationBase):
 
     def merge(self, a: list[int] | str, b: list[int] | str) -> list[int] | str:
         if isinstance(a, str) and isinstance(b, str):
-            return "".join(max(x, y) for x, y in zip(a, b, strict=True))
-        if isinstance(a, str):
-            a, b = b, a
-        # Now a is a list; fold it into b.
-        out: list[int] | str = b
-        for h in a:
-            out = self._add_hash(out, h)
+            return hll_union(a, b)
+        hashes, out = (b, a) if isinstance(a, str) else (a, b)
+        # Fold the list of hashes into the other state.
+        for h in hashes:
+            out = self._add_hash(out, h)  # type: ignore[arg-type]
         return out
 
     def result(self, state: list[int] | str) -> float:
@@ -634,13 +655,51 @@ class DistinctCount(AggregationBase):
             return hll_estimate(state)
         return float(len(state))
 
+    # The engine's kernel gathers hashes in a set (and any registers met) and builds the same state.
+    def state_of(self, hashes: set[int], registers: str | None) -> list[int] | str:
+        """The state of a set of value hashes plus, optionally, registers of more values."""
+        if registers is None:
+            if len(hashes) <= self.exact_up_to:
+                return sorted(hashes)
+            return hll_registers(hashes, self.precision)
+        out: list[int] | str = registers
+        for h in hashes:
+            out = self._add_hash(out, h)
+        return out
+
+    def result_of(self, hashes: set[int], registers: str | None) -> float:
+        if registers is None and len(hashes) <= self.exact_up_to:
+            return float(len(hashes))
+        return self.result(self.state_of(hashes, registers))
+
+    def kernel(self) -> Kernel:
+        return Kernel(
+            init="{a} = set()\n{a}r = None",
+            merge=(
+                "if s.__class__ is str:\n"
+                "    {a}r = s if {a}r is None else hll_union({a}r, s)\n"
+                "else:\n"
+                "    {a}.update(s)"
+            ),
+            add="{a}.add(value_hash(v))",
+            state="{a}_state({a}, {a}r)",
+            result="{a}_result({a}, {a}r)",
+            env={
+                "{a}_state": self.state_of,
+                "{a}_result": self.result_of,
+                "hll_union": hll_union,
+                "value_hash": value_hash,
+            },
+        )
+
     def __repr__(self) -> str:
         return f"DistinctCount(exact_up_to={self.exact_up_to}, precision={self.precision})"
 
 
 # -- registry ---------------------------------------------------------------------------------------
 
-AggregationFactory = Callable[..., Aggregation]
+# A class or function that builds an aggregation from its params.
+AggregationFactory = Callable[..., Any]
 
 SHIPPED: dict[str, AggregationFactory] = {
     "count": Count,
@@ -713,7 +772,7 @@ def _import(path: str) -> AggregationFactory:
     factory = getattr(module, attr, None)
     if factory is None or not callable(factory):
         raise ValueError(f"{module_name!r} has no callable {attr!r} to build the aggregation {path!r}")
-    return factory  # type: ignore[no-any-return]
+    return factory
 
 
 def _protocol_problem(agg: object) -> str | None:

@@ -64,6 +64,7 @@ from streams.features.aggregations import (
     Sum,
     TimeSinceLast,
     Variance,
+    attribute_value,
     distinct_of_hashes,
     normalize_value,
     value_hash,
@@ -165,8 +166,10 @@ def features_as_of(
     )
     cols, _ = _compute(defs, prepared, queries, as_of=True, max_pairs=max_pairs)
     attr = _attribute_values(defs, attributes, prepared.entity_values, np.arange(n_ent))
-    result = {d.name: (attr[d.name] if d.kind == "attribute" else cols.get(d.name)) for d in defs}
-    result = {k: (np.full(n_ent, np.nan) if v is None else v) for k, v in result.items()}
+    result: dict[str, np.ndarray] = {}
+    for d in defs:
+        column = attr.get(d.name) if d.kind == "attribute" else cols.get(d.name)
+        result[d.name] = np.full(n_ent, np.nan) if column is None else column
     _finish(defs, result)
     index = pd.Index(prepared.entity_values, name=entity)
     return pd.DataFrame({d.name: result[d.name] for d in defs}, index=index)
@@ -322,7 +325,8 @@ def _column(series: pd.Series | None, n: int) -> _Column:
         with np.errstate(invalid="ignore"):
             valid = np.isfinite(number) & (np.abs(number) <= MAX_ABS)
         number = np.where(valid, number, np.nan)
-        objects = np.where(valid, number.astype(object), None)
+        objects = number.astype(object)
+        objects[~valid] = None
         return _Column(number, valid, valid.copy(), objects)
     objects = np.array([normalize_value(v) for v in series.to_numpy(dtype=object)], dtype=object)
     is_number = np.array([type(v) is float for v in objects], dtype=bool)
@@ -397,10 +401,7 @@ def _compute(
     for (window, grace_us), members in groups.items():
         late_rows = prepared.late(grace_us)
         usable = valid_rows & ~late_rows
-        if as_of:
-            query_late = np.zeros(n_q, dtype=bool)
-        else:
-            query_late = late_rows[queries.self_row]
+        query_late = np.zeros(n_q, dtype=bool) if as_of else late_rows[queries.self_row]
         any_late |= query_late
         values = {d.name: np.full(n_q, np.nan) for d in members}
         for chunk, pairs in _pairs(prepared, queries, window, usable, max_pairs):
@@ -589,17 +590,6 @@ def _generic(
 
 
 # -- after aggregation: attributes, defaults, ratios -------------------------------------------------
-
-
-def attribute_value(raw: Any) -> float | None:
-    """What an ``agg = "attribute"`` feature reports for a raw attribute value (numbers; numeric strings)."""
-    v = normalize_value(raw)
-    if isinstance(v, str):
-        try:
-            v = normalize_value(float(v))
-        except ValueError:
-            return None
-    return v if isinstance(v, float) else None
 
 
 def _attribute_values(

@@ -54,6 +54,7 @@ from __future__ import annotations
 
 import functools
 import math
+import numbers
 import zlib
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -61,7 +62,7 @@ from typing import Any
 
 import orjson
 
-from streams.features.aggregations import Aggregation, Kernel, normalize_value
+from streams.features.aggregations import MAX_ABS, Aggregation, Kernel, attribute_value, normalize_value
 from streams.features.definitions import FeatureDef, check_ratio_inputs
 from streams.features.windows import US_PER_S, Window, to_us
 
@@ -92,6 +93,11 @@ class UpdateResult:
     late: bool
     late_features: tuple[str, ...]
     late_action: str | None
+
+    @property
+    def action(self) -> str | None:
+        """Alias of ``late_action``."""
+        return self.late_action
 
 
 class _Slot:
@@ -248,6 +254,7 @@ class FeatureEngine:
         self._state_len = position
         self._defaults = {d.name: float(d.default) for d in defs if d.default is not None}
         self._policies = {d.name: d.late_policy for d in defs}
+        self._has_extras = bool(self._attributes or self._ratios or self._defaults)
         layout = [_STATE_VERSION, [lane.layout() for lane in self._lanes]]
         self.layout_id: int = zlib.crc32(orjson.dumps(layout))
         self.attribute_fields: list[str] = sorted({d.field for d in self._attributes if d.field})
@@ -320,13 +327,13 @@ class FeatureEngine:
         ``agg = "attribute"`` features). Raises :class:`FeatureInputError` (state unchanged) when the
         event time is not a finite number or ``fields`` is not a mapping.
         """
-        if isinstance(t_s, bool) or not isinstance(t_s, int | float):
+        if type(t_s) is not float and (isinstance(t_s, bool) or not isinstance(t_s, numbers.Real)):
             raise FeatureInputError(f"event time must be a number of epoch seconds, got {t_s!r}")
         try:
-            t_us = to_us(t_s)
-        except ValueError as exc:
-            raise FeatureInputError(str(exc)) from None
-        if not isinstance(fields, Mapping):
+            t_us = round(t_s * US_PER_S)
+        except (ValueError, OverflowError):
+            raise FeatureInputError(f"event time must be a finite number of epoch seconds, got {t_s!r}") from None
+        if type(fields) is not dict and not isinstance(fields, Mapping):
             raise FeatureInputError(f"event fields must be a mapping, got {type(fields).__name__}")
         old_w = state[1]
         new_w = t_us if old_w is None or t_us > old_w else old_w
@@ -335,7 +342,16 @@ class FeatureEngine:
         values: dict[str, float | None] = dict.fromkeys(self.feature_names)
         get = fields.get
         # One pending entry per event: [t_us, normalized value of each field the engine reads].
-        entry = [t_us, *[normalize_value(get(f)) for f in self.fields]]
+        entry: list[Any] = [t_us]
+        for f in self.fields:
+            v = get(f)
+            # Fast path for the usual floats and strings; NaN fails both comparisons.
+            if type(v) is float:
+                entry.append(v if -MAX_ABS <= v <= MAX_ABS else None)
+            elif type(v) is str:
+                entry.append(v)
+            else:
+                entry.append(normalize_value(v))
         late: list[str] | None = None
         for lane in self._lanes:
             if old_w is not None and t_us < old_w - lane.grace_us:
@@ -378,15 +394,10 @@ class FeatureEngine:
         return values
 
     def _finish(self, values: dict[str, float | None], attributes: Mapping[str, Any] | None) -> None:
+        if not self._has_extras:
+            return
         for d in self._attributes:
-            raw = None if attributes is None else attributes.get(d.field)  # type: ignore[arg-type]
-            v = normalize_value(raw)
-            if isinstance(v, str):
-                try:
-                    v = normalize_value(float(v))
-                except ValueError:
-                    v = None
-            values[d.name] = v
+            values[d.name] = None if attributes is None else attribute_value(attributes.get(d.field))  # type: ignore[arg-type]
         defaults = self._defaults
         if defaults:
             for name, default in defaults.items():
@@ -524,9 +535,9 @@ _NOTHING = object()
 
 def _slot_kernel(slot: _Slot, tag: str, ns: dict[str, Any]) -> Kernel:
     """The slot's inline kernel, or one that calls its methods (names suffixed with ``tag``)."""
-    kernel = getattr(slot.agg, "kernel", lambda: None)()
+    kernel: Kernel | None = getattr(slot.agg, "kernel", lambda: None)()
     if kernel is not None:
-        return kernel  # type: ignore[no-any-return]
+        return kernel
     ns[f"EMPTY{tag}"], ns[f"ADD{tag}"], ns[f"MERGE{tag}"] = slot.empty, slot.add, slot.merge
     return Kernel(
         init="{a} = NOTHING",
@@ -535,6 +546,11 @@ def _slot_kernel(slot: _Slot, tag: str, ns: dict[str, Any]) -> Kernel:
         state=f"(EMPTY{tag} if {{a}} is NOTHING else {{a}})",
         result="",
     )
+
+
+def _bind(ns: dict[str, Any], kernel: Kernel, a: str) -> None:
+    for key, value in kernel.env.items():
+        ns[key.format(a=a)] = value
 
 
 def _emit(lines: list[str], code: str, a: str, depth: int) -> None:
@@ -555,13 +571,17 @@ def _emit_valid(lines: list[str], slot: _Slot, depth: int) -> int:
 
 def _build(name: str, lines: list[str], ns: dict[str, Any]) -> Callable[..., None]:
     ns.update(NOTHING=_NOTHING, sqrt=math.sqrt, isfinite=math.isfinite)
-    exec(compile("\n".join(lines), f"<freshet generated {name}>", "exec"), ns)  # noqa: S102
-    return ns[name]  # type: ignore[no-any-return]
+    # The source is built from the Kernel snippets of the aggregations, never from user input.
+    exec(compile("\n".join(lines), f"<freshet generated {name}>", "exec"), ns)
+    function: Callable[..., None] = ns[name]
+    return function
 
 
 def _compile_query(g: _Group) -> Callable[..., None]:
     ns: dict[str, Any] = {}
     kernels = [_slot_kernel(s, str(i), ns) for i, s in enumerate(g.slots, 1)]
+    for i, k in enumerate(kernels, 1):
+        _bind(ns, k, f"a{i}")
     lines = [
         "def query(tiles, pending, t_us, exclude_current, values):",
         f"    hi = t_us // {g.tile_us}",
@@ -592,6 +612,7 @@ def _compile_query(g: _Group) -> Callable[..., None]:
         slot, k, a = g.slots[k_index], kernels[k_index], f"a{k_index + 1}"
         if k.result:
             feature_kernel = agg.kernel()  # type: ignore[attr-defined]
+            _bind(ns, feature_kernel, a)  # same state key, so the same parameters as the slot's
             expr = feature_kernel.result.format(a=a)
             if slot.relative:
                 lines.append(f"    values[{name!r}] = None if {a} is None else t_query - {a}")
@@ -625,12 +646,14 @@ def _compile_fold(lane: _Lane) -> Callable[..., None]:
         lines.append(f"        tile = tile_for(state[{g.tiles_at}], t_us // {g.tile_us}, EMPTIES{gi})")
         for i, slot in enumerate(g.slots, 1):
             k = _slot_kernel(slot, f"{gi}_{i}", ns)
+            a = f"a{gi}_{i}"
+            _bind(ns, k, a)
             # tile[i] = add(tile[i], v, t) for valid values, as the reference code does.
             depth = _emit_valid(lines, slot, 2)
-            _emit(lines, k.init, "a", depth)
+            _emit(lines, k.init, a, depth)
             lines.append("    " * depth + f"s = tile[{i}]")
-            _emit(lines, k.merge, "a", depth)
-            _emit(lines, k.add, "a", depth)
-            lines.append("    " * depth + f"tile[{i}] = {k.state.format(a='a')}")
+            _emit(lines, k.merge, a, depth)
+            _emit(lines, k.add, a, depth)
+            lines.append("    " * depth + f"tile[{i}] = {k.state.format(a=a)}")
     lines.append("    pending[:] = keep")
     return _build("fold", lines, ns)
