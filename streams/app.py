@@ -287,9 +287,26 @@ def create_app(rt: Runtime) -> faust.App:
     async def follow_model_versions() -> None:
         await follow_versions(rt)
 
-    @app.on_rebalance_complete.connect
+    @app.timer(interval=5.0)
+    async def report_lag() -> None:
+        """Consumer lag of the worker's input partitions (highwater - next offset to read)."""
+        consumer = app.consumer
+        inputs = {topics.events.get_topic_name(), s.topic("labels"), s.topic("predictions")}
+        tps = [tp for tp in consumer.assignment() if tp.topic in inputs]
+        if not tps:
+            return
+        highwaters = await consumer.highwaters(*tps)
+        for tp in tps:
+            read = consumer._read_offset.get(tp)  # type: ignore[attr-defined]  # last offset given to agents
+            end = highwaters.get(tp)
+            if end is not None:
+                lag = max(0, end - ((read + 1) if read is not None else 0))
+                m.consumer_lag.labels(topic=tp.topic, partition=str(tp.partition)).set(lag)
+
     async def on_ready(sender: Any, **kwargs: Any) -> None:
         m.ready.set(1)
+
+    app.on_rebalance_complete.connect(on_ready)  # type: ignore[arg-type]
 
     app.freshet_topics = topics  # type: ignore[attr-defined]
     app.freshet_agents = {  # type: ignore[attr-defined]
@@ -338,7 +355,7 @@ class TableEntries(MutableMapping[str, dict[str, Any]]):
         value = self.table[key.encode()]
         if value is None:
             raise KeyError(key)
-        return orjson.loads(value)  # type: ignore[no-any-return]
+        return orjson.loads(value)
 
     def get(self, key: str, default: Any = None) -> Any:
         value = self.table.get(key.encode())

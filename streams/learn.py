@@ -72,6 +72,7 @@ class LearnerLoop:
     stopping: bool = False
     processed: int = 0
     _last_follow: float = 0.0
+    _last_lag: float = 0.0
     last_example_wall: float = field(default_factory=time.monotonic)
 
     @classmethod
@@ -158,7 +159,16 @@ class LearnerLoop:
         if n:
             self.last_example_wall = time.monotonic()
             self.producer.flush(timeout=30)
+        if time.monotonic() - self._last_lag > 5.0:
+            self._last_lag = time.monotonic()
+            self._report_lag()
         return n
+
+    def _report_lag(self) -> None:
+        tps = list(self.consumer.assignment())
+        for tp, end in self.consumer.end_offsets(tps).items():
+            lag = max(0, end - self.consumer.position(tp))
+            self.metrics.consumer_lag.labels(topic=tp.topic, partition=str(tp.partition)).set(lag)
 
     def _one(self, record: Any) -> None:
         try:

@@ -57,7 +57,6 @@ class Settings:
     # /metrics binds to loopback unless told otherwise (docker-compose sets 0.0.0.0 for Prometheus).
     metrics_host: str = "127.0.0.1"
     metrics_port: int = 9108
-    web_port: int = 6066
     # How long a logged prediction waits for its label before it expires (event-time seconds).
     label_ttl_s: float = 3600.0
     # Feature vectors in the online store expire this long after their last write (seconds).

@@ -397,7 +397,8 @@ class FeatureEngine:
         if not self._has_extras:
             return
         for d in self._attributes:
-            values[d.name] = None if attributes is None else attribute_value(attributes.get(d.field))  # type: ignore[arg-type]
+            raw = None if attributes is None else attributes.get(d.field)  # type: ignore[arg-type]
+            values[d.name] = attribute_value(raw)
         defaults = self._defaults
         if defaults:
             for name, default in defaults.items():

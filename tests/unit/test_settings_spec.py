@@ -21,7 +21,7 @@ def test_bad_setting_says_which() -> None:
 
 def test_topic_names_are_prefixed_and_checked() -> None:
     s = Settings(topic_prefix="p-")
-    assert [s.topic(n) for n in TOPIC_NAMES][0] == "p-events"
+    assert [s.topic(n) for n in TOPIC_NAMES[:2]] == ["p-events", "p-labels"]
     with pytest.raises(SettingsError):
         s.topic("nope")
 

@@ -67,10 +67,7 @@ def test_good_event_is_typed() -> None:
     ],
 )
 def test_bad_events_have_a_reason(payload: object, reason: str) -> None:
-    if payload is None:
-        result = validate_event(None, SCHEMA, now_s=NOW)
-    else:
-        result = check(payload)
+    result = validate_event(None, SCHEMA, now_s=NOW) if payload is None else check(payload)
     assert isinstance(result, Invalid)
     assert result.reason == reason
     assert result.detail and "\n" not in result.detail
