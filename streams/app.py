@@ -144,8 +144,11 @@ def create_app(rt: Runtime) -> faust.App:
                 continue
             key = checked.entity.encode()
             stored = feature_state.get(key)
+            new_state: bytes | None = None  # written after the predictions are sent (see below)
             if stored is not None and int.from_bytes(stored[:8], "big", signed=True) >= msg.offset:
-                # Redelivered after a crash: the state already holds this event; do not count it twice.
+                # Redelivered after a crash: the state already holds this event (and its prediction was
+                # sent before the state was written); do not apply it twice. The repeated prediction is
+                # approximate and the join keeps the first one per event id.
                 state = rt.engine.loads(stored[8:])
                 values = rt.engine.read(state, checked.ts)
             else:
@@ -166,7 +169,7 @@ def create_app(rt: Runtime) -> faust.App:
                     feature_state[key] = msg.offset.to_bytes(8, "big", signed=True) + rt.engine.dumps(state)
                     continue
                 values = result.values
-                feature_state[key] = msg.offset.to_bytes(8, "big", signed=True) + rt.engine.dumps(state)
+                new_state = msg.offset.to_bytes(8, "big", signed=True) + rt.engine.dumps(state)
             m.events.labels(stage="features").inc()
             # (entity, {feature: value}) → model input (fields + features)
             x = model_input(checked.fields, values)
@@ -197,6 +200,9 @@ def create_app(rt: Runtime) -> faust.App:
                     if alert is not None:
                         await publish_alerts([alert])
                 m.prediction_latency.observe(max(0.0, now - msg.timestamp))
+            if new_state is not None:
+                # After the predictions: a state that holds this event implies its prediction went out first.
+                feature_state[key] = new_state
             m.events.labels(stage="predict").inc()
 
     # Log and wait: predictions wait here for their labels, keyed by event id. ``use_partitioner`` puts

@@ -42,8 +42,8 @@ pytestmark = pytest.mark.integration
 REPO = Path(__file__).resolve().parents[2]
 SPEC = REPO / "pipelines" / "demo.toml"
 COLS, ROWS = 160, 60
-N_EVENTS = 3000
-BAD_EVERY = 500
+N_EVENTS = 2000
+BAD_EVERY = 400  # 4 malformed messages, one of each kind producers.publish.BAD_EVENTS sends
 
 
 # --- terminals ----------------------------------------------------------------------------------------
@@ -275,8 +275,6 @@ def freshet(s: Settings, *args: str, timeout_s: float = 60) -> subprocess.Comple
 
 
 def test_watch_shows_the_running_system_and_report_draws_it(settings: Settings, tmp_path: Path) -> None:
-    T0 = time.monotonic()
-    def mark(label): print(f"T {time.monotonic()-T0:6.1f} {label}", flush=True)
     s = with_ports(settings, spec=SPEC, snapshot_every=500)
     stream = SyntheticStream(kind="hyperplane", n_events=N_EVENTS, n_entities=50, seed=11,
                              start_ts=time.time() - N_EVENTS * 0.01, step_s=0.01)
@@ -285,11 +283,9 @@ def test_watch_shows_the_running_system_and_report_draws_it(settings: Settings, 
            "PYTHONUNBUFFERED": "1"}
 
     with running(s, logs=tmp_path / "logs"), terminals(argv, env, tmp_path) as terms:
-        mark('# The default --work')
         # The default --worker-url follows FRESHET_METRICS_PORT, which is the worker's.
         wait_for(terms, lambda t, screen: f"worker http://127.0.0.1:{s.metrics_port}/metrics: up" in screen, 60)
 
-        mark('stats = publish(')
         stats = publish(s, stream, rate_per_s=1000, bad_every=BAD_EVERY)
         assert stats.bad == N_EVENTS // BAD_EVERY - 1
 
@@ -297,11 +293,9 @@ def test_watch_shows_the_running_system_and_report_draws_it(settings: Settings, 
             # While predictions flow: a rate, and the latency of the predictions made since the last scrape.
             return (throughput_shown(screen) or 0.0) > 0 and re.search(r"latency p50 \d+\.\d ms", screen) is not None
 
-        mark('wait_for(terms, busy')
         wait_for(terms, busy, 60)
         assert wait_metric(learner_url(s), "freshet_examples_learned_total", N_EVENTS, 90) == N_EVENTS
 
-        mark('snapshots = read_unt')
         snapshots = read_until(s, "metrics", done=lambda r: False, timeout_s=2)
         models = sorted({v["model"] for _, v, _ in snapshots})
         assert models, "the learner published metric snapshots"
@@ -314,31 +308,26 @@ def test_watch_shows_the_running_system_and_report_draws_it(settings: Settings, 
                 f"{N_EVENTS:,}" in model_line(screen, m) for m in models
             )
 
-        mark('screens = wait_for')
         screens = wait_for(terms, caught_up, 60)
         for name, screen in screens.items():
             for model in models:
                 spark = [c for c in model_line(screen, model) if c in SPARK_CHARS]
                 assert len(spark) >= 10, f"{name}: no sparkline for {model}:\n{screen}"
 
-        mark('once = freshet')
         once = freshet(s, "watch", "--once", "--from-beginning", "--refresh-s", "2")
         assert once.returncode == 0, once.stderr
         assert all(m in once.stdout for m in models) and dead_letters_shown(once.stdout) == len(dead)
         assert "\x1b" not in once.stdout, "--once prints plain text"
 
-    mark('# The worker is gone')
     # The worker is gone now: the view says so instead of failing.
     down = freshet(s, "watch", "--once", "--from-beginning", "--refresh-s", "1")
     assert down.returncode == 0, down.stderr
     assert f"worker unreachable at http://127.0.0.1:{s.metrics_port}/metrics" in down.stdout
     assert all(m in down.stdout for m in models)
 
-    mark('out = tmp_path / "re')
     out = tmp_path / "report"
     rep = freshet(s, "report", "--out", str(out), "--timeout-s", "30")
     assert rep.returncode == 0, rep.stderr
-    mark('pngs = sorted')
     pngs = sorted(out.glob("*.png"))
     assert {p.name for p in pngs} == {"metrics_examples.png", "metrics_time.png"}
     printed = rep.stdout.splitlines()
@@ -349,12 +338,11 @@ def test_watch_shows_the_running_system_and_report_draws_it(settings: Settings, 
         with Image.open(png) as img:
             pixels = np.asarray(img.convert("RGB"))
         assert pixels.shape[0] > 200 and pixels.shape[1] > 200
-        assert len(np.unique(pixels.reshape(-1, 3), axis=0)) > 10, f"{png.name} is blank"
+        colours = np.unique(pixels.astype(np.uint32) @ np.array([1 << 16, 1 << 8, 1], dtype=np.uint32))
+        assert len(colours) > 10, f"{png.name} is blank"
     assert all(m in page for m in models)
 
-    mark('empty = freshet')
     empty = freshet(s.with_(topic_prefix=f"{s.topic_prefix}nothing-"), "report", "--out", str(tmp_path / "none"),
                     "--timeout-s", "2")
     assert empty.returncode == 2
     assert len(empty.stderr.strip().splitlines()) == 1 and "no metric snapshots" in empty.stderr
-    mark('end')
