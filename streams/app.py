@@ -116,6 +116,8 @@ def create_app(rt: Runtime) -> faust.App:
             )
             await topics.drift.send(key=str(d["subject"]).encode(), value=encode(d))
 
+    attribute_cache = AttributeCache(rt.store, ttl_s=60.0)
+
     # Per-entity window state; value = 8-byte source offset + FeatureEngine.dumps(state).
     feature_state = app.Table("feature-state", key_type=bytes, value_type=bytes, partitions=s.partitions)
 
@@ -143,6 +145,7 @@ def create_app(rt: Runtime) -> faust.App:
                 await to_dead_letter(msg, checked.reason, checked.detail)
                 continue
             key = checked.entity.encode()
+            attributes = await attribute_cache.get(checked.entity) if rt.engine.attribute_fields else None
             stored = feature_state.get(key)
             new_state: bytes | None = None  # written after the predictions are sent (see below)
             if stored is not None and int.from_bytes(stored[:8], "big", signed=True) >= msg.offset:
@@ -150,10 +153,10 @@ def create_app(rt: Runtime) -> faust.App:
                 # sent before the state was written); do not apply it twice. The repeated prediction is
                 # approximate and the join keeps the first one per event id.
                 state = rt.engine.loads(stored[8:])
-                values = rt.engine.read(state, checked.ts)
+                values = rt.engine.read(state, checked.ts, attributes)
             else:
                 state = rt.engine.loads(stored[8:]) if stored is not None else rt.engine.new_state()
-                result = rt.engine.update(state, checked.ts, checked.fields)
+                result = rt.engine.update(state, checked.ts, checked.fields, attributes)
                 if result.late:
                     # Behind the watermark beyond grace: not applied to the late windows, no prediction;
                     # the features' late_policy says whether it is dropped or dead-lettered.
@@ -349,6 +352,36 @@ SERVED_METRICS = {
     "rmse",
     "rmse_rolling",
 }
+
+
+class AttributeCache:
+    """Static entity attributes from the online store, cached for ``ttl_s`` (they change rarely).
+
+    >>> import asyncio
+    >>> from streams.store import InMemoryOnlineStore
+    >>> store = InMemoryOnlineStore()
+    >>> store.set_attributes("u1", {"age": 41})
+    >>> asyncio.run(AttributeCache(store).get("u1"))
+    {'age': 41.0}
+    """
+
+    def __init__(self, store: OnlineStore | None, ttl_s: float = 60.0) -> None:
+        self.store = store
+        self.ttl_s = ttl_s
+        self._cache: dict[str, tuple[float, dict[str, Any]]] = {}
+
+    async def get(self, entity: str) -> dict[str, Any]:
+        if self.store is None:
+            return {}
+        now = time.monotonic()
+        hit = self._cache.get(entity)
+        if hit is not None and hit[0] > now:
+            return hit[1]
+        attrs = await asyncio.get_running_loop().run_in_executor(None, self.store.attributes, entity)
+        if len(self._cache) > 100_000:
+            self._cache.clear()
+        self._cache[entity] = (now + self.ttl_s, dict(attrs))
+        return dict(attrs)
 
 
 class TableEntries(MutableMapping[str, dict[str, Any]]):

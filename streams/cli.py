@@ -105,9 +105,7 @@ def _prepare(settings: Settings) -> None:
 
 
 @main.command()
-@click.option(
-    "--metrics-port", type=int, default=None, help="Port of /metrics (default FRESHET_METRICS_PORT)."
-)
+@click.option("--metrics-port", type=int, default=None, help="Port of /metrics (default FRESHET_METRICS_PORT).")
 @pass_ctx
 def worker(c: Context, metrics_port: int | None) -> None:
     """Run the Faust worker: validate, features, predict, join labels."""
@@ -125,9 +123,7 @@ def worker(c: Context, metrics_port: int | None) -> None:
     default=None,
     help="Port of the learner's /metrics (default FRESHET_METRICS_PORT + 1).",
 )
-@click.option(
-    "--max-idle-s", type=float, default=0.0, help="Exit after this long without examples (0: never)."
-)
+@click.option("--max-idle-s", type=float, default=0.0, help="Exit after this long without examples (0: never).")
 @pass_ctx
 def learn(c: Context, metrics_port: int | None, max_idle_s: float) -> None:
     """Run the ordered learner: test-then-train every model slot, snapshot, publish versions."""
@@ -156,9 +152,7 @@ def learn(c: Context, metrics_port: int | None, max_idle_s: float) -> None:
     show_default=True,
     help="Wall seconds between an event and its label.",
 )
-@click.option(
-    "--drift-at", type=str, default="", help="Comma-separated event indices where the concept changes."
-)
+@click.option("--drift-at", type=str, default="", help="Comma-separated event indices where the concept changes.")
 @click.option("--bad-every", type=int, default=0, help="Also send a malformed event every N events.")
 @click.option("--no-labels", is_flag=True, help="Send events only.")
 @click.option("--start-ts", type=float, default=None, help="Event time of the first event (default: now).")
@@ -257,11 +251,20 @@ def features_get(c: Context, entity: str) -> None:
 @main.command()
 @click.argument("input_path", type=click.Path(exists=True, dir_okay=False, path_type=Path))
 @click.argument("output_path", type=click.Path(dir_okay=False, path_type=Path))
-@click.option("--as-of", "as_of", type=str, default=None,
-              help="One row per entity as of this time (epoch seconds or ISO-8601 with a zone); "
-              "without it, every event with its point-in-time features.")
-@click.option("--attributes", type=click.Path(exists=True, dir_okay=False, path_type=Path), default=None,
-              help="CSV/Parquet of static entity attributes.")
+@click.option(
+    "--as-of",
+    "as_of",
+    type=str,
+    default=None,
+    help="One row per entity as of this time (epoch seconds or ISO-8601 with a zone); "
+    "without it, every event with its point-in-time features.",
+)
+@click.option(
+    "--attributes",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    default=None,
+    help="CSV/Parquet of static entity attributes.",
+)
 @pass_ctx
 def backfill(c: Context, input_path: Path, output_path: Path, as_of: str | None, attributes: Path | None) -> None:
     """Compute the spec's features over a CSV/Parquet event log with pandas; write Parquet."""
@@ -275,12 +278,54 @@ def backfill(c: Context, input_path: Path, output_path: Path, as_of: str | None,
             as_of_s = parse_timestamp(float(as_of) if as_of.replace(".", "", 1).isdigit() else as_of)
         except ValueError as exc:
             _fail(f"--as-of: {exc}")
-    n = run_backfill(c.settings.spec_path or DEFAULT_SPEC, input_path, output_path, as_of_s=as_of_s,
-                     attributes_path=attributes, sort_by_time=True)
+    n = run_backfill(
+        c.settings.spec_path or DEFAULT_SPEC,
+        input_path,
+        output_path,
+        as_of_s=as_of_s,
+        attributes_path=attributes,
+        sort_by_time=True,
+    )
     click.echo(f"wrote {n} rows to {output_path}")
 
 
 # --- models ----------------------------------------------------------------------------------------
+
+
+@main.command("warm-start")
+@click.argument("events_path", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.argument("labels_path", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option("--slot", default=None, help="Model slot (default: every slot of the spec).")
+@pass_ctx
+def warm_start_cmd(c: Context, events_path: Path, labels_path: Path, slot: str | None) -> None:
+    """Train a slot's models on a historic log (CSV/Parquet events + labels) and make them current."""
+    from streams.connections import open_registry
+    from streams.learn import load_slots, partition_for
+    from streams.readers import end_offsets
+    from streams.warmstart import warm_start_slot
+
+    _prepare(c.settings)
+    spec, slots = load_slots(c.settings)
+    registry = open_registry(c.settings)
+    ends = end_offsets(c.settings, "examples")
+    for slot_def in slots:
+        if slot is not None and slot_def.slot != slot:
+            continue
+        end = ends.get(partition_for(slot_def.slot, len(ends)), 0) if ends else 0
+        meta = warm_start_slot(
+            spec,
+            slot_def,
+            events_path,
+            labels_path,
+            registry,
+            examples_end_offset=end,
+            rolling_window=c.settings.rolling_window,
+        )
+        _announce(c.settings, slot_def.slot, meta, "warm_start")
+        click.echo(
+            f"{meta.ref}: learned {meta.examples_learned} historic examples; the learner goes on from "
+            f"examples offset {meta.offset + 1}"
+        )
 
 
 @main.group()
@@ -306,8 +351,10 @@ def models_list(c: Context, slot: str | None) -> None:
             champ = meta.metrics.get(meta.champion or "", {}) if isinstance(meta.metrics, dict) else {}
             acc = champ.get("accuracy") if isinstance(champ, dict) else None
             score = f" accuracy={acc:.4f}" if isinstance(acc, float) else ""
-            click.echo(f"{mark} {meta.ref:24} parent={meta.parent} champion={meta.champion} "
-                       f"examples={meta.examples_learned} offset={meta.offset} bytes={meta.size_bytes}{score}")
+            click.echo(
+                f"{mark} {meta.ref:24} parent={meta.parent} champion={meta.champion} "
+                f"examples={meta.examples_learned} offset={meta.offset} bytes={meta.size_bytes}{score}"
+            )
 
 
 def _announce(settings: Settings, slot: str, meta: Any, action: str) -> None:
@@ -316,8 +363,11 @@ def _announce(settings: Settings, slot: str, meta: Any, action: str) -> None:
     from producers.publish import make_producer
 
     producer = make_producer(settings)
-    producer.send(settings.topic("model-versions"), key=slot.encode(),
-                  value=orjson.dumps({"v": 1, **meta.to_dict(), "action": action}))
+    producer.send(
+        settings.topic("model-versions"),
+        key=slot.encode(),
+        value=orjson.dumps({"v": 1, **meta.to_dict(), "action": action}),
+    )
     producer.flush(timeout=30)
     producer.close()
 
@@ -355,7 +405,8 @@ def models_rollback(c: Context, slot: str) -> None:
     click.echo(f"{slot} rolled back to {meta.ref}")
 
 
-from streams.report_cli import report  # noqa: E402  (registered last: these modules import nothing heavy)
+# Commands kept in their own modules (they import Kafka, rich and matplotlib only when they run).
+from streams.report_cli import report  # noqa: E402
 from streams.watch import watch  # noqa: E402
 
 main.add_command(watch)

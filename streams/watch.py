@@ -17,6 +17,7 @@ instant).
 
 from __future__ import annotations
 
+import http.client
 import io
 import logging
 import math
@@ -279,7 +280,7 @@ class WorkerMonitor:
         """Scrape once; on success feed the rate since the previous scrape into ``state``."""
         try:
             now = Scrape(self._clock(), self._scrape(self.url))
-        except (OSError, ValueError) as exc:
+        except (OSError, ValueError, http.client.HTTPException) as exc:
             self._last = None
             state.events_per_s = state.p50_ms = state.p99_ms = None
             reason = getattr(exc, "reason", None) or exc
