@@ -25,12 +25,12 @@ from pathlib import Path
 from typing import Any
 
 import orjson
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from kafka.admin import KafkaAdminClient, NewTopic
 
 from producers.publish import make_producer, publish
 from producers.synthetic import SyntheticStream
-from streams.procs import spawn, stop, wait_http
+from streams.procs import spawn, stop, wait_http, wait_worker_ready
 from streams.readers import TopicReader
 from streams.services import ensure_topics, services_down, services_up
 from streams.settings import Settings
@@ -68,18 +68,13 @@ def span_rate(timestamps: list[float]) -> float:
 
 async def passthrough(settings: Settings, src: str, dst: str, n: int) -> None:
     consumer = AIOKafkaConsumer(
-        bootstrap_servers=settings.kafka_bootstrap,
-        group_id=None,
-        enable_auto_commit=False,
+        src, bootstrap_servers=settings.kafka_bootstrap, group_id=None, enable_auto_commit=False,
         auto_offset_reset="earliest",
     )
     producer = AIOKafkaProducer(bootstrap_servers=settings.kafka_bootstrap, linger_ms=2, acks=1)
     await consumer.start()
     await producer.start()
     try:
-        parts = consumer.partitions_for_topic(src) or set()
-        consumer.assign([TopicPartition(src, p) for p in parts])
-        await consumer.seek_to_beginning()
         seen = 0
         while seen < n:
             batches = await consumer.getmany(timeout_ms=500, max_records=2000)
@@ -128,7 +123,7 @@ def measure_latency(settings: Settings, rate: float, n: int, logs: Path) -> dict
     try:
         wait_http(f"http://127.0.0.1:{settings.metrics_port}/metrics", 120, worker)
         wait_http(f"http://127.0.0.1:{settings.metrics_port + 1}/metrics", 120, learner)
-        time.sleep(3)  # partitions assigned
+        wait_worker_ready(f"http://127.0.0.1:{settings.metrics_port}/metrics", 120)
         stream = SyntheticStream(
             kind="hyperplane",
             n_events=n,

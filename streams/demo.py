@@ -20,7 +20,7 @@ import click
 
 from producers.publish import publish
 from producers.synthetic import SyntheticStream
-from streams.procs import scrape, spawn, stop, wait_http
+from streams.procs import scrape, spawn, stop, wait_http, wait_worker_ready
 from streams.readers import read_until
 from streams.services import ensure_topics, services_down, services_up
 from streams.settings import Settings
@@ -49,7 +49,7 @@ def run_demo(base: Settings, *, duration_s: float, rate: float, report_dir: Path
         learner_url = f"http://127.0.0.1:{settings.metrics_port + 1}/metrics"
         wait_http(worker_url, 120, worker)
         wait_http(learner_url, 120, learner)
-        _wait_ready(worker_url, 120)
+        wait_worker_ready(worker_url, 120)
         click.echo("  worker and learner are up; streaming...")
         stream = SyntheticStream(
             kind="hyperplane",
@@ -94,15 +94,6 @@ def run_demo(base: Settings, *, duration_s: float, rate: float, report_dir: Path
         if started:
             services_down(settings)
             click.echo(f"  stopped: {', '.join(started)}")
-
-
-def _wait_ready(url: str, timeout_s: float) -> None:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if scrape(url).get("freshet_worker_ready") == 1.0:
-            return
-        time.sleep(0.3)
-    raise RuntimeError(f"the worker did not get its partitions within {timeout_s:.0f} s")
 
 
 def _wait_learned(url: str, n: int, timeout_s: float) -> None:

@@ -30,7 +30,7 @@ from prometheus_client import start_http_server
 from models.drift.config import DriftConfig
 from models.drift.supervisor import SlotDriftSupervisor
 from models.learner import Learner, check_label
-from models.registry import Registry
+from models.registry import Registry, SnapshotError
 from models.spec import ModelSlotDef, parse_models
 from streams.connections import open_registry
 from streams.metrics import Metrics
@@ -72,6 +72,7 @@ class LearnerLoop:
     stopping: bool = False
     processed: int = 0
     _last_follow: float = 0.0
+    _refused: dict[str, str] = field(default_factory=dict)  # slot -> why its current version was refused
     _last_lag: float = 0.0
     last_example_wall: float = field(default_factory=time.monotonic)
 
@@ -125,19 +126,29 @@ class LearnerLoop:
 
         The learner reloads that version's models and goes on from the examples it has reached (the ones
         in between are not learned again: they made the version that was rolled back). It snapshots at
-        once, so a crash after this resumes from the adopted models at the right offset.
+        once, so a crash after this resumes from the adopted models at the right offset. A version that
+        does not verify is refused, logged and counted (``bad_snapshot``), as the worker refuses it.
         """
         for slot, learner in list(self.learners.items()):
-            current = self.registry.current(slot)
-            if current is None or current.version == learner.version:
-                continue
             offset = learner.offset
-            adopted = Learner.restore(
-                self.registry,
-                learner.group.slot_def,
-                rolling_window=self.settings.rolling_window,
-                snapshot_every=self.settings.snapshot_every,
-            )
+            try:
+                current = self.registry.current(slot)
+                if current is None or current.version == learner.version:
+                    continue
+                adopted = Learner.restore(
+                    self.registry,
+                    learner.group.slot_def,
+                    rolling_window=self.settings.rolling_window,
+                    snapshot_every=self.settings.snapshot_every,
+                )
+            except SnapshotError as exc:
+                # A tampered or unsigned version made current: refuse it as the predictors do and keep
+                # learning from our own models (their next snapshot becomes current). Once per version.
+                if self._refused.get(slot) != str(exc):
+                    self._refused[slot] = str(exc)
+                    log.error("slot %s: refusing to adopt the registry's current version: %s", slot, exc)
+                    self.metrics.dead_letters.labels(source="model-versions", reason="bad_snapshot").inc()
+                continue
             adopted.offset = max(offset, adopted.offset)
             self.learners[slot] = adopted
             self.supervisors.pop(slot, None)

@@ -55,6 +55,19 @@ def wait_http(url: str, timeout_s: float, proc: subprocess.Popen[bytes] | None =
     raise RuntimeError(f"{url} did not answer within {timeout_s:.0f} s")
 
 
+def wait_worker_ready(url: str, timeout_s: float) -> None:
+    """Wait until the worker at ``url`` (its /metrics) reports ``freshet_worker_ready 1``."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        try:
+            if scrape(url).get("freshet_worker_ready") == 1.0:
+                return
+        except OSError:
+            pass
+        time.sleep(0.2)
+    raise RuntimeError(f"the worker at {url} did not get its partitions within {timeout_s:.0f} s")
+
+
 def scrape(url: str) -> dict[str, float]:
     """Prometheus text exposition → {'name{labels}': value} (no parsing of label values needed here)."""
     with urllib.request.urlopen(url, timeout=5) as resp:

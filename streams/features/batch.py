@@ -12,10 +12,14 @@ answers "as of" the row's time, and that were not late (behind that entity's run
 by more than the grace). See :mod:`streams.features.engine` for the full definition; a property test
 holds the two engines equal.
 
-This is an independent implementation, not a replay of the stream: per window it enumerates the
-(query, candidate event) pairs with ``numpy.searchsorted`` and aggregates them with ``bincount`` and
-``groupby``. Memory is bounded by processing queries in chunks; time is proportional to the number of
-pairs (rows times events per window and entity). Custom aggregations are folded in Python per query.
+The pair method is an independent implementation, not a replay of the stream: per window it
+enumerates the (query, candidate event) pairs with ``numpy.searchsorted`` and aggregates them with
+``bincount`` and ``groupby``. Memory is bounded by processing queries in chunks; time is proportional to
+the number of pairs (rows times events per window and entity): about 100k rows/s when entities have
+few events per window, far slower for busy entities in long windows. For those, ``training_set``
+replays the log through the streaming engine instead (``method="auto"``), which is linear in the rows.
+Custom aggregations are folded in Python per query. ``features_as_of`` always uses pairs (one query
+per entity).
 
 Event time: a numeric column (epoch seconds), a timezone-aware datetime column, or ISO-8601 strings with
 an offset. Naive datetimes are refused. Rows whose time is missing or not finite are not applied
@@ -43,7 +47,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterator, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -70,11 +74,13 @@ from streams.features.aggregations import (
     value_hash,
 )
 from streams.features.definitions import FeatureDef, check_ratio_inputs, parse_features
-from streams.features.engine import FeatureEngine
+from streams.features.engine import FeatureEngine, FeatureState
 from streams.features.windows import US_PER_S, Window
 
 # Queries are processed in chunks of at most this many (query, event) pairs, to bound memory.
 MAX_PAIRS_PER_CHUNK = 2_000_000
+# training_set(method="auto") replays through the streaming engine above this many pairs per row.
+REPLAY_ABOVE_PAIRS_PER_ROW = 40
 _INF_ARRIVAL = np.iinfo(np.int64).max
 
 
@@ -87,6 +93,7 @@ def training_set(
     attributes: pd.DataFrame | Mapping[str, Mapping[str, Any]] | None = None,
     sort_by_time: bool = False,
     max_pairs: int = MAX_PAIRS_PER_CHUNK,
+    method: str = "auto",
 ) -> pd.DataFrame:
     """Every row of ``events`` with its features as of its own time (what the stream served for it).
 
@@ -94,7 +101,14 @@ def training_set(
     late for at least one feature) and ``_invalid`` (bad event time: not applied). ``attributes`` are
     the entities' static attributes: a DataFrame indexed by entity (or with an ``entity`` column), or a
     mapping entity -> {attribute: value}. ``max_pairs`` bounds the (query, event) pairs held at once.
+
+    ``method``: ``"pairs"`` (the vectorized pandas engine), ``"replay"`` (the log through the streaming
+    engine, entity by entity: the same numbers, linear in the rows, about 20-40k rows/s), or ``"auto"``:
+    pairs unless there are more than ``REPLAY_ABOVE_PAIRS_PER_ROW`` (query, event) pairs per row, as with
+    busy entities in long windows, where pairs cost rows x events per window.
     """
+    if method not in ("auto", "pairs", "replay"):
+        raise ValueError(f"method = {method!r}: use 'auto', 'pairs' or 'replay'")
     defs = _defs(defs)
     log = events.sort_values(time, kind="stable") if sort_by_time else events
     log = log.reset_index(drop=True)
@@ -107,7 +121,13 @@ def training_set(
         arrival=prepared.arrival[ok],
         self_row=prepared.arrival[ok],
     )
-    cols, late = _compute(defs, prepared, queries, max_pairs=max_pairs)
+    if method == "auto":
+        per_row = _estimate_pairs(defs, prepared, queries) / max(1, len(queries.t_us))
+        method = "replay" if per_row > REPLAY_ABOVE_PAIRS_PER_ROW else "pairs"
+    if method == "replay":
+        cols, late = _replay(defs, prepared, ok)
+    else:
+        cols, late = _compute(defs, prepared, queries, max_pairs=max_pairs)
     out = log.copy()
     n = len(log)
     ent_codes = prepared.ent
@@ -389,11 +409,7 @@ def _compute(
     max_pairs: int = MAX_PAIRS_PER_CHUNK,
 ) -> tuple[dict[str, np.ndarray], np.ndarray]:
     """Per aggregation feature, its value for each query (NaN = None); and per query, whether it was late."""
-    groups: dict[tuple[Window, int], list[FeatureDef]] = {}
-    for d in defs:
-        if d.kind == "aggregation":
-            assert d.window is not None
-            groups.setdefault((d.window, d.grace_us), []).append(d)
+    groups = _groups(defs)
     n_q = len(queries.t_us)
     cols: dict[str, np.ndarray] = {}
     any_late = np.zeros(n_q, dtype=bool)
@@ -587,6 +603,53 @@ def _generic(
                 r = float(queries.t_us[chunk[i]] / US_PER_S) - r
             out[i] = r if math.isfinite(r) else np.nan
     return out
+
+
+def _groups(defs: list[FeatureDef]) -> dict[tuple[Window, int], list[FeatureDef]]:
+    groups: dict[tuple[Window, int], list[FeatureDef]] = {}
+    for d in defs:
+        if d.kind == "aggregation":
+            assert d.window is not None
+            groups.setdefault((d.window, d.grace_us), []).append(d)
+    return groups
+
+
+def _estimate_pairs(defs: list[FeatureDef], prepared: _Prepared, queries: _Queries) -> int:
+    """How many (query, event) candidates the pair method would enumerate, over all windows."""
+    total = 0
+    valid = ~prepared.invalid
+    for window, _ in _groups(defs):
+        rows = np.flatnonzero(valid)
+        k_rows = prepared.t_us[rows] // window.tile_us
+        e_rows = prepared.ent[rows]
+        order = np.lexsort((k_rows, e_rows))
+        k_hi = queries.t_us // window.tile_us
+        lo, hi = _ranges(e_rows[order], k_rows[order], queries.ent, k_hi - window.n_tiles + 1, k_hi)
+        total += int((hi - lo).sum())
+    return total
+
+
+def _replay(defs: list[FeatureDef], prepared: _Prepared, ok: np.ndarray) -> tuple[dict[str, np.ndarray], np.ndarray]:
+    """The valid rows, in log order, through the streaming engine: aggregation features and late flags."""
+    # Defaults, ratios and attributes are applied afterwards, as for the pair method.
+    aggs = [replace(d, default=None) for d in defs if d.kind == "aggregation"]
+    engine = FeatureEngine(aggs)
+    rows = np.flatnonzero(ok)
+    names = engine.feature_names
+    out = np.full((len(rows), len(names)), np.nan)
+    late = np.zeros(len(rows), dtype=bool)
+    columns = {f: prepared.columns[f].objects for f in engine.fields}
+    states: dict[int, FeatureState] = {}
+    t_us, ent = prepared.t_us, prepared.ent
+    for i, row in enumerate(rows.tolist()):
+        state = states.get(ent[row])
+        if state is None:
+            state = states[ent[row]] = engine.new_state()
+        fields = {f: values[row] for f, values in columns.items()}
+        res = engine.update(state, t_us[row] / US_PER_S, fields)
+        out[i] = [np.nan if v is None else v for v in res.values.values()]
+        late[i] = res.late
+    return {name: out[:, c] for c, name in enumerate(names)}, late
 
 
 # -- after aggregation: attributes, defaults, ratios -------------------------------------------------

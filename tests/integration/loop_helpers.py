@@ -8,7 +8,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from streams.procs import scrape, spawn, stop, wait_http
+from streams.procs import scrape, spawn, stop, wait_http, wait_worker_ready
 from streams.services import ensure_topics, free_port
 from streams.settings import Settings
 
@@ -56,12 +56,7 @@ def learner_url(settings: Settings) -> str:
 
 
 def wait_ready(settings: Settings, timeout_s: float) -> None:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if scrape(worker_url(settings)).get("freshet_worker_ready") == 1.0:
-            return
-        time.sleep(0.2)
-    raise AssertionError("worker never reported ready")
+    wait_worker_ready(worker_url(settings), timeout_s)
 
 
 def wait_metric(url: str, name: str, at_least: float, timeout_s: float) -> float:

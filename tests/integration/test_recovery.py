@@ -26,7 +26,7 @@ N = 1600
 def first_features(records: list[tuple[str | None, Any, dict[str, Any]]]) -> dict[str, dict[str, Any]]:
     """Event id → features of its first prediction (the one the join keeps; redeliveries repeat later)."""
     out: dict[str, dict[str, Any]] = {}
-    for _, value, meta in sorted(records, key=lambda r: (r[2]["partition"], r[2]["offset"])):
+    for _, value, _meta in sorted(records, key=lambda r: (r[2]["partition"], r[2]["offset"])):
         out.setdefault(value["id"], value["features"])
     return out
 

@@ -85,6 +85,28 @@ def test_features_as_of_match_read_after_the_log() -> None:
     assert early["n_60s"].tolist() == [0.0, 0.0] and early["x_max_10s"].isna().all()
 
 
+def test_replay_gives_the_same_training_set_as_pairs() -> None:
+    defs = parse_features(
+        [
+            {"name": "n", "agg": "count", "window": {"kind": "tumbling", "size_s": 3600}, "default": -1.0},
+            {"name": "x_std", "agg": "std", "field": "x", "window": {"kind": "tumbling", "size_s": 3600}},
+            {"name": "ratio", "agg": "ratio", "numerator": "x_std", "denominator": "n"},
+        ]
+    )
+    rng = np.random.default_rng(0)
+    n = 3000
+    busy = pd.DataFrame(
+        {"entity": rng.choice(["a", "b"], n), "ts": T0 + np.arange(n) - rng.choice([0, 0, 3], n), "x": rng.normal(size=n)}
+    )
+    pairs = training_set(defs, busy, method="pairs")
+    replay = training_set(defs, busy, method="replay")
+    pd.testing.assert_frame_equal(pairs, replay, rtol=1e-9)
+    # Two busy entities in an hour-long window: auto picks the replay.
+    pd.testing.assert_frame_equal(training_set(defs, busy), replay)
+    with pytest.raises(ValueError, match="method = 'fast'"):
+        training_set(defs, busy, method="fast")
+
+
 def test_small_chunks_give_the_same_result() -> None:
     defs, log = defs_(), log_()
     pd.testing.assert_frame_equal(training_set(defs, log), training_set(defs, log, max_pairs=2))
