@@ -1,0 +1,89 @@
+"""Agent tests with Faust's test_context: the worker's agents without a broker (no Kafka, no Redis)."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+from typing import Any
+
+import orjson
+import pytest
+from prometheus_client import CollectorRegistry
+
+from models.spec import parse_models
+from streams.app import Runtime, create_app
+from streams.features import FeatureEngine, parse_features
+from streams.metrics import Metrics
+from streams.predictor import Predictor
+from streams.settings import Settings
+from streams.spec import PipelineSpec
+from streams.store import InMemoryOnlineStore
+
+pytestmark = pytest.mark.agent
+
+SPEC = Path(__file__).resolve().parents[2] / "pipelines" / "demo.toml"
+
+
+def runtime(tmp_path: Path) -> Runtime:
+    settings = Settings(cache_dir=tmp_path, app_id="agent-test", spec_path=SPEC)
+    spec = PipelineSpec.load(SPEC)
+    slots = parse_models(spec.raw.get("models", []), spec.label.kind)
+    from models.drift.config import DriftConfig
+
+    return Runtime(
+        settings=settings,
+        spec=spec,
+        metrics=Metrics(CollectorRegistry()),
+        engine=FeatureEngine(parse_features(spec.raw["features"], event_fields=spec.event.fields)),
+        slots=slots,
+        predictor=Predictor(slots),
+        drift=DriftConfig.from_spec(spec),
+        store=InMemoryOnlineStore(),
+    )
+
+
+def sample(m: Metrics, name: str, **labels: str) -> float:
+    return m.registry.get_sample_value(name, labels) or 0.0
+
+
+def test_good_events_are_featurized_and_bad_ones_dead_lettered(tmp_path: Path) -> None:
+    asyncio.run(_featurize_and_dead_letter(tmp_path))
+
+
+async def _featurize_and_dead_letter(tmp_path: Path) -> None:
+    rt = runtime(tmp_path)
+    app = create_app(rt)
+    agent = app.freshet_agents["process_events"]  # type: ignore[attr-defined]
+    sent: list[tuple[str, Any]] = []
+    app.freshet_topics.predictions.send = _recorder("predictions", sent)  # type: ignore[attr-defined]
+    app.freshet_topics.dead_letter.send = _recorder("dead-letter", sent)  # type: ignore[attr-defined]
+    async with agent.test_context() as ctx:
+        for i, x1 in enumerate([0.2, 0.4, 0.9]):
+            event = {
+                "id": f"e{i}",
+                "entity": "u1",
+                "ts": 1_700_000_000.0 + i,
+                "x1": x1,
+                "x2": 0.5,
+                "x3": 0.1,
+                "x4": 0.3,
+                "x5": 0.7,
+            }
+            await ctx.put(key=b"u1", value=orjson.dumps(event))
+        await ctx.put(key=b"u1", value=b"\xff not json")
+    preds = [orjson.loads(v) for topic, v in sent if topic == "predictions"]
+    dead = [orjson.loads(v) for topic, v in sent if topic == "dead-letter"]
+    assert [p["id"] for p in preds] == ["e0", "e1", "e2"]
+    assert preds[-1]["features"]["events_10s"] == 3.0
+    assert preds[-1]["features"]["x1_mean_10s"] == pytest.approx((0.2 + 0.4 + 0.9) / 3)
+    assert preds[1]["features"]["seconds_since_last"] == 1.0
+    assert [d["reason"] for d in dead] == ["undecodable"]
+    assert sample(rt.metrics, "freshet_events_total", stage="predict") == 3
+    assert len(rt.store_buffer) == 3  # flushed to the online store by a timer
+
+
+def _recorder(topic: str, sent: list[tuple[str, Any]]) -> Any:
+    async def send(*, key: bytes | None = None, value: bytes | None = None, **_: Any) -> None:
+        sent.append((topic, value))
+
+    return send
