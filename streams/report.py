@@ -59,6 +59,9 @@ _DRIFT_STYLE: dict[str, dict[str, Any]] = {
 }
 
 
+# Bookkeeping keys of a snapshot, not metrics worth a panel.
+_NOT_PLOTTED = {"champion", "n", "n_rolling"}
+
 def build_report(
     metrics_snapshots: Iterable[Mapping[str, Any]],
     drift_alerts: Iterable[Mapping[str, Any]],
@@ -101,7 +104,7 @@ class _Point:
         raw = snap.get("metrics") or {}
         self.metrics = {
             str(k): float(v) for k, v in raw.items()
-            if k != "champion" and isinstance(v, int | float) and not isinstance(v, bool) and math.isfinite(v)
+            if k not in _NOT_PLOTTED and isinstance(v, int | float) and not isinstance(v, bool) and math.isfinite(v)
         }
 
 
