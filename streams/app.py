@@ -30,6 +30,7 @@ from streams.features import FeatureEngine, parse_features
 from streams.inputs import model_input
 from streams.join import JoinOutcome, LabelJoin
 from streams.metrics import Metrics
+from streams.partitions import partition_for
 from streams.predictor import Predictor
 from streams.records import LabelRecord, Prediction, dead_letter, decode, encode
 from streams.settings import Settings
@@ -120,6 +121,30 @@ def create_app(rt: Runtime) -> faust.App:
 
     # Per-entity window state; value = 8-byte source offset + FeatureEngine.dumps(state).
     feature_state = app.Table("feature-state", key_type=bytes, value_type=bytes, partitions=s.partitions)
+    # Event-time watermark per input partition: state expires on event time, never on the wall clock.
+    partition_watermark: dict[int, float] = {}
+    sweep = StateSweep(s.partitions)
+
+    def expire_feature_state(partition: int, budget: int) -> None:
+        """Delete the state of idle entities of ``partition`` whose windows all ended before its watermark.
+
+        Runs inside the agent, on an event of that partition, so the changelog deletes land in the
+        partition the keys live in (events are keyed by entity id).
+        """
+        wm = partition_watermark.get(partition)
+        if wm is None:
+            return
+        for key in sweep.next_keys(feature_state, partition, budget):
+            stored = feature_state.get(key)
+            if stored is None:
+                continue
+            try:
+                expired = rt.engine.expired(rt.engine.loads(stored[8:]), wm)
+            except ValueError:
+                expired = False  # a state written by another spec is replaced at the entity's next event
+            if expired:
+                del feature_state[key]
+                m.feature_expired.inc()
 
     async def to_dead_letter(message: Any, reason: str, detail: str) -> None:
         key, value = dead_letter(
@@ -144,6 +169,10 @@ def create_app(rt: Runtime) -> faust.App:
             if isinstance(checked, Invalid):
                 await to_dead_letter(msg, checked.reason, checked.detail)
                 continue
+            if checked.ts > partition_watermark.get(msg.partition, float("-inf")):
+                partition_watermark[msg.partition] = checked.ts
+            if msg.offset % 100 == 0:
+                expire_feature_state(msg.partition, budget=200)
             key = checked.entity.encode()
             attributes = await attribute_cache.get(checked.entity) if rt.engine.attribute_fields else None
             stored = feature_state.get(key)
@@ -262,6 +291,7 @@ def create_app(rt: Runtime) -> faust.App:
         async for event in stream.events():
             if not index_ready:  # the table has been recovered by now
                 join.rebuild_index()
+                await known_to_producer(app, pending)
                 index_ready = True
             msg = event.message
             if msg.topic == topics.predictions.get_topic_name():
@@ -295,6 +325,10 @@ def create_app(rt: Runtime) -> faust.App:
     @app.task
     async def follow_model_versions() -> None:
         await follow_versions(rt)
+
+    @app.timer(interval=5.0)
+    async def count_entities() -> None:
+        m.feature_entities.set(len(feature_state))
 
     @app.timer(interval=5.0)
     async def report_lag() -> None:
@@ -352,6 +386,42 @@ SERVED_METRICS = {
     "rmse",
     "rmse_rolling",
 }
+
+
+async def known_to_producer(app: faust.App, table: Any) -> None:
+    """Make the producer fetch the metadata of a table's changelog topic.
+
+    A table with ``use_partitioner`` hashes keys with the producer's metadata, which may predate the
+    changelog topic; without this every write to the table fails (the agent crashes on each message).
+    """
+    try:
+        producer = app.producer._ensure_producer()  # type: ignore[attr-defined]
+    except faust.exceptions.NotReady:
+        return  # no broker (agent tests run in test_context)
+    await producer.partitions_for(table.changelog_topic.get_topic_name())
+
+
+class StateSweep:
+    """Walks a table's keys of one partition a chunk at a time, so expiry never blocks the loop for long.
+
+    >>> sweep = StateSweep(4)
+    >>> table = {b"u1": b"", b"u2": b"", b"u3": b""}
+    >>> sorted(sweep.next_keys(table, partition_for(b"u1", 4), 10))
+    [b'u1']
+    """
+
+    def __init__(self, n_partitions: int) -> None:
+        self.n_partitions = n_partitions
+        self._pending: dict[int, list[bytes]] = {}
+
+    def next_keys(self, table: Any, partition: int, n: int) -> list[bytes]:
+        if not self._pending.get(partition):
+            self._pending = {}
+            for key in list(table.keys()):
+                self._pending.setdefault(partition_for(key, self.n_partitions), []).append(key)
+        keys = self._pending.get(partition, [])
+        chunk, self._pending[partition] = keys[:n], keys[n:]
+        return chunk
 
 
 class AttributeCache:

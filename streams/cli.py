@@ -300,7 +300,8 @@ def backfill(c: Context, input_path: Path, output_path: Path, as_of: str | None,
 def warm_start_cmd(c: Context, events_path: Path, labels_path: Path, slot: str | None) -> None:
     """Train a slot's models on a historic log (CSV/Parquet events + labels) and make them current."""
     from streams.connections import open_registry
-    from streams.learn import load_slots, partition_for
+    from streams.learn import load_slots
+    from streams.partitions import partition_for
     from streams.readers import end_offsets
     from streams.warmstart import warm_start_slot
 

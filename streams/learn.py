@@ -24,7 +24,6 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from kafka import KafkaConsumer, KafkaProducer, TopicPartition
-from kafka.partitioner.default import murmur2
 from prometheus_client import start_http_server
 
 from models.drift.config import DriftConfig
@@ -34,20 +33,12 @@ from models.registry import Registry, SnapshotError
 from models.spec import ModelSlotDef, parse_models
 from streams.connections import open_registry
 from streams.metrics import Metrics
+from streams.partitions import partition_for
 from streams.records import Example, dead_letter, decode, encode
 from streams.settings import Settings
 from streams.spec import PipelineSpec
 
 log = logging.getLogger("freshet.learn")
-
-
-def partition_for(key: str, n_partitions: int) -> int:
-    """The partition Kafka's default partitioner (murmur2, as in Java, aiokafka and kafka-python) picks.
-
-    >>> partition_for("default", 4)
-    3
-    """
-    return (murmur2(key.encode()) & 0x7FFFFFFF) % n_partitions
 
 
 def load_slots(settings: Settings, spec: PipelineSpec | None = None) -> tuple[PipelineSpec, list[ModelSlotDef]]:
@@ -155,6 +146,10 @@ class LearnerLoop:
             meta = adopted.snapshot()
             log.warning("slot %s: adopted %s (made current outside the learner) as %s", slot, current.ref, meta.ref)
             self.metrics.model_version.labels(model=slot, role="learn").set(meta.version)
+            # Announced like every version, or predictors keep serving (and naming) the one it copies.
+            self.producer.send(
+                self.settings.topic("model-versions"), key=slot.encode(), value=encode({"v": 1, **meta.to_dict()})
+            )
 
     def step(self, timeout_s: float = 0.5) -> int:
         """Poll once and process what came; returns how many examples were processed."""

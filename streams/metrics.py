@@ -72,6 +72,14 @@ class Metrics:
             buckets=LATENCY_BUCKETS_S,
             registry=r,
         )
+        self.feature_entities = Gauge(
+            "freshet_feature_state_entities", "Entities with window state in this worker", registry=r
+        )
+        self.feature_expired = Counter(
+            "freshet_feature_state_expired_total",
+            "Entity states deleted because every window and grace ended (event time)",
+            registry=r,
+        )
         # Label join
         self.labels = Counter(
             "freshet_labels_total",

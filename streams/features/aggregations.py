@@ -655,7 +655,7 @@ class DistinctCount(AggregationBase):
             return hll_estimate(state)
         return float(len(state))
 
-    # The engine's kernel gathers hashes in a set (and any registers met) and builds the same state.
+    # The engine's kernel gathers the hashes in a set (and any registers met) and builds the same state.
     def state_of(self, hashes: set[int], registers: str | None) -> list[int] | str:
         """The state of a set of value hashes plus, optionally, registers of more values."""
         if registers is None:
@@ -673,17 +673,18 @@ class DistinctCount(AggregationBase):
         return self.result(self.state_of(hashes, registers))
 
     def kernel(self) -> Kernel:
+        # {a} gathers hash lists (a tile's list, or one new hash) and unions them once at the end.
         return Kernel(
-            init="{a} = set()\n{a}r = None",
+            init="{a} = []\n{a}r = None",
             merge=(
                 "if s.__class__ is str:\n"
                 "    {a}r = s if {a}r is None else hll_union({a}r, s)\n"
                 "else:\n"
-                "    {a}.update(s)"
+                "    {a}.append(s)"
             ),
-            add="{a}.add(value_hash(v))",
-            state="{a}_state({a}, {a}r)",
-            result="{a}_result({a}, {a}r)",
+            add="{a}.append((value_hash(v),))",
+            state="{a}_state(set().union(*{a}), {a}r)",
+            result="{a}_result(set().union(*{a}), {a}r)",
             env={
                 "{a}_state": self.state_of,
                 "{a}_result": self.result_of,

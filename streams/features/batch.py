@@ -75,7 +75,7 @@ from streams.features.aggregations import (
 )
 from streams.features.definitions import FeatureDef, check_ratio_inputs, parse_features
 from streams.features.engine import FeatureEngine, FeatureState
-from streams.features.windows import US_PER_S, Window
+from streams.features.windows import MAX_EVENT_TIME_S, US_PER_S, Window
 
 # Queries are processed in chunks of at most this many (query, event) pairs, to bound memory.
 MAX_PAIRS_PER_CHUNK = 2_000_000
@@ -284,7 +284,8 @@ def event_times_us(series: pd.Series) -> tuple[np.ndarray, np.ndarray]:
         seconds = series.to_numpy(dtype=float, na_value=np.nan)
     else:
         seconds = np.array([_parse_time(v) for v in series], dtype=float)
-    invalid = ~np.isfinite(seconds) | (np.abs(seconds) > 1e11)
+    with np.errstate(invalid="ignore"):
+        invalid = ~np.isfinite(seconds) | (np.abs(seconds) > MAX_EVENT_TIME_S)
     seconds = np.where(invalid, 0.0, seconds)
     return np.rint(seconds * US_PER_S).astype(np.int64), invalid
 
@@ -636,20 +637,23 @@ def _replay(defs: list[FeatureDef], prepared: _Prepared, ok: np.ndarray) -> tupl
     engine = FeatureEngine(aggs)
     rows = np.flatnonzero(ok)
     names = engine.feature_names
-    out = np.full((len(rows), len(names)), np.nan)
-    late = np.zeros(len(rows), dtype=bool)
-    columns = {f: prepared.columns[f].objects for f in engine.fields}
+    fields = engine.fields
+    columns = [prepared.columns[f].objects[rows].tolist() for f in fields]
+    times = (prepared.t_us[rows] / US_PER_S).tolist()
+    entities = prepared.ent[rows].tolist()
+    out: list[list[float | None]] = []
+    late: list[bool] = []
     states: dict[int, FeatureState] = {}
-    t_us, ent = prepared.t_us, prepared.ent
-    for i, row in enumerate(rows.tolist()):
-        state = states.get(ent[row])
+    new_state, update = engine.new_state, engine.update
+    for i, (e, t) in enumerate(zip(entities, times, strict=True)):
+        state = states.get(e)
         if state is None:
-            state = states[ent[row]] = engine.new_state()
-        fields = {f: values[row] for f, values in columns.items()}
-        res = engine.update(state, t_us[row] / US_PER_S, fields)
-        out[i] = [np.nan if v is None else v for v in res.values.values()]
-        late[i] = res.late
-    return {name: out[:, c] for c, name in enumerate(names)}, late
+            state = states[e] = new_state()
+        res = update(state, t, {f: col[i] for f, col in zip(fields, columns, strict=True)})
+        out.append(list(res.values.values()))
+        late.append(res.late)
+    matrix = np.array(out, dtype=float).reshape(len(rows), len(names))  # None -> nan
+    return {name: matrix[:, c] for c, name in enumerate(names)}, np.array(late, dtype=bool)
 
 
 # -- after aggregation: attributes, defaults, ratios -------------------------------------------------

@@ -61,6 +61,12 @@ class WindowError(ValueError):
     """A window's parameters cannot be used; the message says what to change."""
 
 
+# Event times beyond this many seconds from the epoch (the year 5138) are refused, so that times in
+# microseconds always fit the 64-bit integers of the stored state.
+MAX_EVENT_TIME_S = 1e11
+MAX_EVENT_TIME_US = round(MAX_EVENT_TIME_S * US_PER_S)
+
+
 def to_us(t_s: float) -> int:
     """Epoch seconds to integer microseconds (round half to even, like ``numpy.rint``).
 
@@ -72,9 +78,12 @@ def to_us(t_s: float) -> int:
     ValueError: event time must be a finite number of epoch seconds, got nan
     """
     try:
-        return round(t_s * US_PER_S)
+        us = round(t_s * US_PER_S)
     except (ValueError, OverflowError, TypeError):
         raise ValueError(f"event time must be a finite number of epoch seconds, got {t_s!r}") from None
+    if not -MAX_EVENT_TIME_US <= us <= MAX_EVENT_TIME_US:
+        raise ValueError(f"event time {t_s!r} is more than {MAX_EVENT_TIME_S:g} s from the epoch")
+    return us
 
 
 def seconds_to_us(name: str, value: object) -> int:

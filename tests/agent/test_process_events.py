@@ -87,3 +87,22 @@ def _recorder(topic: str, sent: list[tuple[str, Any]]) -> Any:
         sent.append((topic, value))
 
     return send
+
+
+def test_idle_entities_state_expires_on_event_time(tmp_path: Path) -> None:
+    asyncio.run(_expiry(tmp_path))
+
+
+async def _expiry(tmp_path: Path) -> None:
+    rt = runtime(tmp_path)
+    app = create_app(rt)
+    agent = app.freshet_agents["process_events"]  # type: ignore[attr-defined]
+    app.freshet_topics.predictions.send = _recorder("predictions", [])  # type: ignore[attr-defined]
+    fields = {"x1": 0.1, "x2": 0.2, "x3": 0.3, "x4": 0.4, "x5": 0.5}
+    async with agent.test_context() as ctx:
+        await ctx.put(key=b"idle", value=orjson.dumps({"id": "i0", "entity": "idle", "ts": 1_700_000_000.0, **fields}))
+        # Two hours of event time later (beyond every window + grace of the demo spec: the longest is 3600 s).
+        for i in range(150):
+            event = {"id": f"b{i}", "entity": "busy", "ts": 1_700_007_200.0 + i, **fields}
+            await ctx.put(key=b"busy", value=orjson.dumps(event))
+    assert sample(rt.metrics, "freshet_feature_state_expired_total") == 1

@@ -141,7 +141,7 @@ ATTRS = {"e0": {"age_days": 3.5}, "e1": {"age_days": "12"}, "e2": {"age_days": "
 
 
 @settings(
-    max_examples=150,
+    max_examples=200,
     deadline=None,
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
 )

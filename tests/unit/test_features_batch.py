@@ -96,7 +96,11 @@ def test_replay_gives_the_same_training_set_as_pairs() -> None:
     rng = np.random.default_rng(0)
     n = 3000
     busy = pd.DataFrame(
-        {"entity": rng.choice(["a", "b"], n), "ts": T0 + np.arange(n) - rng.choice([0, 0, 3], n), "x": rng.normal(size=n)}
+        {
+            "entity": rng.choice(["a", "b"], n),
+            "ts": T0 + np.arange(n) - rng.choice([0, 0, 3], n),
+            "x": rng.normal(size=n),
+        }
     )
     pairs = training_set(defs, busy, method="pairs")
     replay = training_set(defs, busy, method="replay")
