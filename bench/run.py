@@ -30,7 +30,7 @@ from kafka.admin import KafkaAdminClient, NewTopic
 
 from producers.publish import make_producer, publish
 from producers.synthetic import SyntheticStream
-from streams.procs import spawn, stop, wait_http, wait_worker_ready
+from streams.procs import running, spawn, stop, wait_http, worker_url
 from streams.readers import TopicReader
 from streams.services import ensure_topics, services_down, services_up
 from streams.settings import Settings
@@ -68,7 +68,10 @@ def span_rate(timestamps: list[float]) -> float:
 
 async def passthrough(settings: Settings, src: str, dst: str, n: int) -> None:
     consumer = AIOKafkaConsumer(
-        src, bootstrap_servers=settings.kafka_bootstrap, group_id=None, enable_auto_commit=False,
+        src,
+        bootstrap_servers=settings.kafka_bootstrap,
+        group_id=None,
+        enable_auto_commit=False,
         auto_offset_reset="earliest",
     )
     producer = AIOKafkaProducer(bootstrap_servers=settings.kafka_bootstrap, linger_ms=2, acks=1)
@@ -99,14 +102,12 @@ def measure_ceiling(settings: Settings, stream: SyntheticStream) -> float:
     return span_rate([ts for ts, _ in out])
 
 
-def measure_pipeline(
-    settings: Settings, stream: SyntheticStream, logs: Path
-) -> tuple[float, dict[str, float]]:
+def measure_pipeline(settings: Settings, stream: SyntheticStream, logs: Path) -> tuple[float, dict[str, float]]:
     """Preloaded throughput of the worker alone; returns (events/s, latency percentiles at that load)."""
     n = load_events(settings, settings.topic("events"), stream)
     worker = spawn(settings, "worker", log_path=logs / "worker-throughput.log")
     try:
-        wait_http(f"http://127.0.0.1:{settings.metrics_port}/metrics", 120, worker)
+        wait_http(worker_url(settings), 120, worker)
         out = drain(settings, "predictions", n, 600)
     finally:
         stop(worker)
@@ -118,30 +119,15 @@ def measure_pipeline(
 
 def measure_latency(settings: Settings, rate: float, n: int, logs: Path) -> dict[str, float]:
     """Paced run with labels and a learner publishing versions; latency overall and around swaps."""
-    worker = spawn(settings, "worker", log_path=logs / "worker-latency.log")
-    learner = spawn(settings, "learn", log_path=logs / "learner-latency.log")
-    try:
-        wait_http(f"http://127.0.0.1:{settings.metrics_port}/metrics", 120, worker)
-        wait_http(f"http://127.0.0.1:{settings.metrics_port + 1}/metrics", 120, learner)
-        wait_worker_ready(f"http://127.0.0.1:{settings.metrics_port}/metrics", 120)
+    with running(settings, logs=logs / "latency"):
         stream = SyntheticStream(
-            kind="hyperplane",
-            n_events=n,
-            n_entities=1000,
-            seed=11,
-            start_ts=time.time() - 1,
-            step_s=1.0 / rate,
+            kind="hyperplane", n_events=n, n_entities=1000, seed=11, start_ts=time.time() - 1, step_s=1.0 / rate
         )
         publish(settings, stream, rate_per_s=rate, label_delay_s=0.2)
         out = drain(settings, "predictions", n, 300)
-    finally:
-        stop(worker)
-        stop(learner)
     preds = sorted((v for _, v in out), key=lambda p: p["produced_ts"])
     lat = [(p["produced_ts"] - p["ingest_ts"]) * 1000.0 for p in preds]
-    swaps = [
-        preds[i]["produced_ts"] for i in range(1, len(preds)) if preds[i]["model"] != preds[i - 1]["model"]
-    ]
+    swaps = [preds[i]["produced_ts"] for i in range(1, len(preds)) if preds[i]["model"] != preds[i - 1]["model"]]
     near = [
         (p["produced_ts"] - p["ingest_ts"]) * 1000.0
         for p in preds
@@ -190,9 +176,7 @@ def main() -> None:
             ceiling_events_per_s=round(ceiling, 1),
             ratio_to_ceiling=round(pipeline / ceiling, 4) if ceiling else None,
         )
-        lat_settings = settings.with_(
-            app_id=f"{settings.app_id}-lat", topic_prefix=f"{settings.topic_prefix}lat-"
-        )
+        lat_settings = settings.with_(app_id=f"{settings.app_id}-lat", topic_prefix=f"{settings.topic_prefix}lat-")
         ensure_topics(lat_settings)
         lat = measure_latency(lat_settings, max(50.0, pipeline / 2), args.latency_events, logs)
         result.update(lat)

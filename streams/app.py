@@ -32,12 +32,12 @@ from streams.join import JoinOutcome, LabelJoin
 from streams.metrics import Metrics
 from streams.partitions import partition_for
 from streams.predictor import Predictor
-from streams.records import LabelRecord, Prediction, dead_letter, decode, encode
+from streams.records import Prediction, dead_letter, decode, encode
 from streams.settings import Settings
 from streams.spec import PipelineSpec
 from streams.store import OnlineStore
 from streams.topics import declare_topics
-from streams.validate import Invalid, parse_timestamp, validate_event
+from streams.validate import Invalid, validate_event, validate_label
 
 log = logging.getLogger("freshet.worker")
 
@@ -482,37 +482,6 @@ class TableEntries(MutableMapping[str, dict[str, Any]]):
 
     def __len__(self) -> int:
         return len(self.table)
-
-
-def validate_label(data: bytes | None) -> LabelRecord | Invalid:
-    """A user's label message ``{"id", "label", "ts"}`` checked, or why not.
-
-    >>> validate_label(b'{"id": "e1", "label": true, "ts": 12.5}')
-    LabelRecord(id='e1', label=True, ts=12.5)
-    >>> validate_label(b'{"id": "e1", "ts": 12.5}').reason
-    'missing_field'
-    """
-    if data is None:
-        return Invalid("undecodable", "label message has no value")
-    try:
-        raw = orjson.loads(data)
-    except orjson.JSONDecodeError as exc:
-        return Invalid("undecodable", f"label is not UTF-8 JSON: {exc}")
-    if not isinstance(raw, dict):
-        return Invalid("not_an_object", "label must be a JSON object {id, label, ts}")
-    event_id = raw.get("id")
-    if not isinstance(event_id, str | int) or isinstance(event_id, bool) or event_id == "":
-        return Invalid("missing_field", "label needs the event id in 'id'")
-    if "label" not in raw or raw["label"] is None:
-        return Invalid("missing_field", "label needs the outcome in 'label'")
-    value = raw["label"]
-    if not isinstance(value, bool | int | float | str):
-        return Invalid("wrong_type", f"label must be a class or a number, got {type(value).__name__}")
-    try:
-        ts = parse_timestamp(raw.get("ts", time.time()))
-    except ValueError as exc:
-        return Invalid("bad_timestamp", str(exc))
-    return LabelRecord(id=str(event_id), label=value, ts=ts)
 
 
 async def follow_versions(rt: Runtime) -> None:

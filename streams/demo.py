@@ -20,7 +20,7 @@ import click
 
 from producers.publish import publish
 from producers.synthetic import SyntheticStream
-from streams.procs import scrape, spawn, stop, wait_http, wait_worker_ready
+from streams.procs import learner_url, running, scrape
 from streams.readers import read_until
 from streams.services import ensure_topics, services_down, services_up
 from streams.settings import Settings
@@ -39,61 +39,47 @@ def run_demo(base: Settings, *, duration_s: float, rate: float, report_dir: Path
     click.echo(f"freshet demo: {n_events} events at {rate:.0f}/s, concept drift at event {drift_at}")
     started = services_up(settings)
     click.echo(f"  services: {', '.join(started) or 'already running'} (logs in {settings.cache_dir})")
-    procs = []
     try:
         ensure_topics(settings)
-        worker = spawn(settings, "worker", log_path=logs / "worker.log")
-        learner = spawn(settings, "learn", log_path=logs / "learner.log")
-        procs = [worker, learner]
-        worker_url = f"http://127.0.0.1:{settings.metrics_port}/metrics"
-        learner_url = f"http://127.0.0.1:{settings.metrics_port + 1}/metrics"
-        wait_http(worker_url, 120, worker)
-        wait_http(learner_url, 120, learner)
-        wait_worker_ready(worker_url, 120)
-        click.echo("  worker and learner are up; streaming...")
-        stream = SyntheticStream(
-            kind="hyperplane",
-            n_events=n_events,
-            n_entities=200,
-            seed=7,
-            start_ts=time.time() - 1,
-            step_s=1.0 / rate,
-            drift_at=[drift_at],
-        )
-        stats = publish(
-            settings,
-            stream,
-            rate_per_s=rate,
-            label_delay_s=0.5,
-            bad_every=1000,
-            total=n_events,
-            progress=True,
-        )
-        click.echo(
-            f"  published {stats.events} events ({stats.bad} malformed) and {stats.labels} labels "
-            f"in {stats.elapsed_s:.1f} s"
-        )
-        predictions = read_until(settings, "predictions", done=lambda r: len(r) >= n_events, timeout_s=120)
-        _wait_learned(learner_url, n_events, timeout_s=120)
-        metrics = read_until(settings, "metrics", done=lambda r: False, timeout_s=3)
-        drift = read_until(settings, "drift", done=lambda r: False, timeout_s=2)
-        dead = read_until(settings, "dead-letter", done=lambda r: False, timeout_s=2)
-        summary = _summary(n_events, drift_at, predictions, metrics, drift, dead, scrape(worker_url))
-        click.echo(summary["text"])
-        try:
-            from streams.report import build_report
-
-            paths = build_report([v for _, v, _ in metrics], [v for _, v, _ in drift], report_dir)
-            click.echo(f"  report: {', '.join(str(p) for p in paths.values())}")
-        except Exception as exc:  # the report is a bonus: never fail the demo on it
-            click.echo(f"  report not written: {exc}")
-        return 0 if summary["ok"] else 1
+        with running(settings, logs=logs):
+            click.echo("  worker and learner are up; streaming...")
+            return _stream_and_summarize(settings, n_events, drift_at, rate, report_dir)
     finally:
-        for proc in procs:
-            stop(proc)
         if started:
             services_down(settings)
             click.echo(f"  stopped: {', '.join(started)}")
+
+
+def _stream_and_summarize(settings: Settings, n_events: int, drift_at: int, rate: float, report_dir: Path) -> int:
+    stream = SyntheticStream(
+        kind="hyperplane",
+        n_events=n_events,
+        n_entities=200,
+        seed=7,
+        start_ts=time.time() - 1,
+        step_s=1.0 / rate,
+        drift_at=[drift_at],
+    )
+    stats = publish(settings, stream, rate_per_s=rate, label_delay_s=0.5, bad_every=1000, total=n_events, progress=True)
+    click.echo(
+        f"  published {stats.events} events ({stats.bad} malformed) and {stats.labels} labels "
+        f"in {stats.elapsed_s:.1f} s"
+    )
+    predictions = read_until(settings, "predictions", done=lambda r: len(r) >= n_events, timeout_s=120)
+    _wait_learned(learner_url(settings), n_events, timeout_s=120)
+    metrics = read_until(settings, "metrics", done=lambda r: False, timeout_s=3)
+    drift = read_until(settings, "drift", done=lambda r: False, timeout_s=2)
+    dead = read_until(settings, "dead-letter", done=lambda r: False, timeout_s=2)
+    summary = _summary(n_events, drift_at, predictions, metrics, drift, dead)
+    click.echo(summary["text"])
+    try:
+        from streams.report import build_report
+
+        paths = build_report([v for _, v, _ in metrics], [v for _, v, _ in drift], report_dir)
+        click.echo(f"  report: {', '.join(str(p) for p in paths.values())}")
+    except Exception as exc:  # the report is a bonus: never fail the demo on it
+        click.echo(f"  report not written: {exc}")
+    return 0 if summary["ok"] else 1
 
 
 def _wait_learned(url: str, n: int, timeout_s: float) -> None:
@@ -112,7 +98,6 @@ def _summary(
     metrics: list[Any],
     drift: list[Any],
     dead: list[Any],
-    worker_metrics: dict[str, float],
 ) -> dict[str, Any]:
     preds = [v for _, v, _ in predictions if isinstance(v, dict)]
     p50, p99 = latency_percentiles_ms(preds)

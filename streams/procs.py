@@ -8,6 +8,8 @@ import subprocess
 import sys
 import time
 import urllib.request
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 from streams.settings import Settings
@@ -82,3 +84,34 @@ def scrape(url: str) -> dict[str, float]:
         except ValueError:
             continue
     return out
+
+
+def worker_url(settings: Settings) -> str:
+    return f"http://127.0.0.1:{settings.metrics_port}/metrics"
+
+
+def learner_url(settings: Settings) -> str:
+    return f"http://127.0.0.1:{settings.metrics_port + 1}/metrics"
+
+
+@contextmanager
+def running(
+    settings: Settings, *, logs: Path, learner: bool = True, timeout_s: float = 120.0
+) -> Iterator[dict[str, subprocess.Popen[bytes]]]:
+    """A worker (and a learner) as child processes, ready to consume; stopped (SIGTERM) on exit.
+
+    The topics must exist (``streams.services.ensure_topics``). Logs go to ``logs/worker.log`` and
+    ``logs/learner.log``.
+    """
+    procs = {"worker": spawn(settings, "worker", log_path=logs / "worker.log")}
+    if learner:
+        procs["learner"] = spawn(settings, "learn", log_path=logs / "learner.log")
+    try:
+        wait_http(worker_url(settings), timeout_s, procs["worker"])
+        if learner:
+            wait_http(learner_url(settings), timeout_s, procs["learner"])
+        wait_worker_ready(worker_url(settings), timeout_s)
+        yield procs
+    finally:
+        for proc in procs.values():
+            stop(proc)

@@ -22,12 +22,14 @@ Missing *feature* fields are allowed (the feature engine skips them); the id, en
 from __future__ import annotations
 
 import math
+import time
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
 import orjson
 
+from streams.records import LabelRecord
 from streams.spec import EventSchema
 
 FieldValue = float | int | str | bool | None
@@ -116,17 +118,25 @@ def _key(name: str, value: Any) -> str | Invalid:
     return Invalid("wrong_type", f"field {name!r} must be a non-empty string, got {value!r}")
 
 
-def validate_event(data: bytes | None, schema: EventSchema, now_s: float) -> Event | Invalid:
-    """Check one raw event against the schema; ``now_s`` is the wall clock (injected for tests)."""
+def _decode_object(data: bytes | None, what: str) -> dict[str, Any] | Invalid:
+    """The JSON object in ``data``, or why it is not one."""
     if data is None:
-        return Invalid("undecodable", "message has no value (tombstone)")
+        return Invalid("undecodable", f"{what} message has no value (tombstone)")
     try:
         raw = orjson.loads(data)
     except orjson.JSONDecodeError as exc:
         # orjson refuses NaN/Infinity literals, invalid UTF-8 and malformed JSON alike.
-        return Invalid("undecodable", f"not UTF-8 JSON: {exc}")
+        return Invalid("undecodable", f"{what} is not UTF-8 JSON: {exc}")
     if not isinstance(raw, dict):
-        return Invalid("not_an_object", f"event must be a JSON object, got {type(raw).__name__}")
+        return Invalid("not_an_object", f"{what} must be a JSON object, got {type(raw).__name__}")
+    return raw
+
+
+def validate_event(data: bytes | None, schema: EventSchema, now_s: float) -> Event | Invalid:
+    """Check one raw event against the schema; ``now_s`` is the wall clock (injected for tests)."""
+    raw = _decode_object(data, "event")
+    if isinstance(raw, Invalid):
+        return raw
 
     ids: list[str] = []
     for name in (schema.id, schema.entity):
@@ -161,3 +171,29 @@ def validate_event(data: bytes | None, schema: EventSchema, now_s: float) -> Eve
             return converted
         fields[name] = converted
     return Event(id=ids[0], entity=ids[1], ts=ts, fields=fields)
+
+
+def validate_label(data: bytes | None) -> LabelRecord | Invalid:
+    """A user's label message ``{"id", "label", "ts"}`` checked, or why not.
+
+    >>> validate_label(b'{"id": "e1", "label": true, "ts": 12.5}')
+    LabelRecord(id='e1', label=True, ts=12.5)
+    >>> validate_label(b'{"id": "e1", "ts": 12.5}').reason
+    'missing_field'
+    """
+    raw = _decode_object(data, "label")
+    if isinstance(raw, Invalid):
+        return raw
+    event_id = raw.get("id")
+    if not isinstance(event_id, str | int) or isinstance(event_id, bool) or event_id == "":
+        return Invalid("missing_field", "label needs the event id in 'id'")
+    if "label" not in raw or raw["label"] is None:
+        return Invalid("missing_field", "label needs the outcome in 'label'")
+    value = raw["label"]
+    if not isinstance(value, bool | int | float | str):
+        return Invalid("wrong_type", f"label must be a class or a number, got {type(value).__name__}")
+    try:
+        ts = parse_timestamp(raw.get("ts", time.time()))
+    except ValueError as exc:
+        return Invalid("bad_timestamp", str(exc))
+    return LabelRecord(id=str(event_id), label=value, ts=ts)

@@ -8,7 +8,8 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from streams.procs import scrape, spawn, stop, wait_http, wait_worker_ready
+from streams.procs import running as procs_running
+from streams.procs import scrape, wait_worker_ready, worker_url
 from streams.services import ensure_topics, free_port
 from streams.settings import Settings
 
@@ -31,28 +32,10 @@ def with_ports(settings: Settings, spec: Path | None = None, **changes: object) 
 
 @contextmanager
 def running(settings: Settings, *, learner: bool = True, logs: Path) -> Iterator[dict[str, subprocess.Popen[bytes]]]:
-    """Worker (and learner) as child processes, ready to consume; stopped (SIGTERM) on exit."""
+    """Worker (and learner) as child processes on the test servers, topics created first."""
     ensure_topics(settings)
-    procs = {"worker": spawn(settings, "worker", log_path=logs / "worker.log")}
-    if learner:
-        procs["learner"] = spawn(settings, "learn", log_path=logs / "learner.log")
-    try:
-        wait_http(worker_url(settings), 120, procs["worker"])
-        if learner:
-            wait_http(learner_url(settings), 120, procs["learner"])
-        wait_ready(settings, 120)
+    with procs_running(settings, logs=logs, learner=learner) as procs:
         yield procs
-    finally:
-        for proc in procs.values():
-            stop(proc)
-
-
-def worker_url(settings: Settings) -> str:
-    return f"http://127.0.0.1:{settings.metrics_port}/metrics"
-
-
-def learner_url(settings: Settings) -> str:
-    return f"http://127.0.0.1:{settings.metrics_port + 1}/metrics"
 
 
 def wait_ready(settings: Settings, timeout_s: float) -> None:
