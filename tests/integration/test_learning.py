@@ -41,7 +41,7 @@ from streams.app import load_champion
 from streams.connections import open_registry
 from streams.learn import load_slots, partition_for
 from streams.procs import scrape, spawn, stop, wait_http
-from streams.readers import TopicReader, read_until
+from streams.readers import TopicReader, end_offsets, read_until
 from streams.records import Example
 from streams.settings import Settings
 from tests.integration.loop_helpers import learner_url, running, wait_metric, with_ports, worker_url
@@ -52,7 +52,7 @@ PIPELINES = Path(__file__).resolve().parents[2] / "pipelines"
 PHISHING_SPEC = PIPELINES / "phishing.toml"
 PROMOTION_SPEC = PIPELINES / "promotion.toml"
 SLOT = "default"
-STEP_S = 1.0  # event-time step between events (labels carry event time + their delay)
+STEP_S = 0.1  # event-time step between events (labels carry event time + their delay)
 
 Item = tuple[dict[str, Any], Any]  # (event, label) as producers.synthetic yields them
 
@@ -61,8 +61,8 @@ Item = tuple[dict[str, Any], Any]  # (event, label) as producers.synthetic yield
 
 
 def stream_items(kind: str, n: int, seed: int = 42) -> list[Item]:
-    """``n`` events of a producers.synthetic stream, an hour in the past (within the label TTL)."""
-    start = time.time() - 3600.0
+    """``n`` events of a producers.synthetic stream, all in the past (the spec refuses future events)."""
+    start = time.time() - n * STEP_S - 60.0
     return list(SyntheticStream(kind=kind, n_events=n, n_entities=50, seed=seed, start_ts=start, step_s=STEP_S))
 
 
@@ -144,6 +144,22 @@ class Follow:
                 raise AssertionError(f"timed out after {timeout_s:g} s waiting for {what}")
             self.poll()
 
+    def value_of(self, record_id: str, timeout_s: float) -> Any:
+        """The first value with this ``id`` (waiting for it)."""
+        self.until(lambda: record_id in self.by_id, timeout_s, f"{record_id} on {self.reader.topic}")
+        return self.by_id[record_id]
+
+    def wait_count(self, n: int, timeout_s: float) -> None:
+        self.until(lambda: len(self.records) >= n, timeout_s, f"{n} records on {self.reader.topic}")
+
+    def wait_version(self, version: int, timeout_s: float) -> None:
+        """Until a ``model-versions`` record announces ``version`` or a later one."""
+        self.until(
+            lambda: max((v["version"] for _, v, _ in self.records), default=0) >= version,
+            timeout_s,
+            f"version {version} on {self.reader.topic}",
+        )
+
     def close(self) -> None:
         self.reader.close()
 
@@ -191,6 +207,14 @@ def group_at(registry: Registry, s: Settings, version: int | None = None) -> Mod
     return ModelGroup.from_state(state, slot_def(s))
 
 
+def read_all(s: Settings, name: str) -> list[tuple[str | None, Any, dict[str, Any]]]:
+    """Every record a topic holds now."""
+    total = sum(end_offsets(s, name).values())
+    records = read_until(s, name, done=lambda r: len(r) >= total, timeout_s=30)
+    assert len(records) == total, f"read {len(records)} of the {total} records on {name}"
+    return records
+
+
 # --- 1. parity with River ------------------------------------------------------------------------------
 
 
@@ -200,7 +224,9 @@ def test_learner_accuracy_on_phishing_equals_progressive_val_score(settings: Set
     The learner scores each example with the model that has learned every earlier example, so its
     cumulative accuracy is ``progressive_val_score`` without delay (0.8928, DESIGN.md "Measuring") once
     it learns the examples in the dataset's order (see the module docstring). ``snapshot_every`` divides
-    1250 so that the learner's last metric snapshot is taken after the last example.
+    1250 so that the learner's last metric snapshot is taken after the last example. (The worker's
+    served accuracy is not comparable here: every event is predicted before the first label comes, by
+    the untrained version 0; the next test is about served predictions.)
     """
     items = stream_items("phishing", 1250)
     n = len(items)
@@ -214,10 +240,10 @@ def test_learner_accuracy_on_phishing_equals_progressive_val_score(settings: Set
             send_event(producer, s, event)
         producer.flush()
         for i, (event, label) in enumerate(items):
-            predictions.until(lambda: event["id"] in predictions.by_id, 60, f"the prediction of event {i}")
+            predictions.value_of(event["id"], 60)
             send_label(producer, s, event, label, delay_s=0.0)
             producer.flush()
-            examples.until(lambda: len(examples.records) > i, 30, f"example {i}")  # noqa: B023
+            examples.wait_count(i + 1, 30)  # before the next label: the examples keep the dataset's order
 
         assert wait_metric(learner_url(s), "freshet_examples_learned_total", n, 60) == n
         snapshots = read_until(
@@ -249,7 +275,7 @@ def test_learner_accuracy_on_phishing_equals_progressive_val_score(settings: Set
 
 
 DELAY = 25  # label delay, in events
-N_DELAYED = 500  # one swap per example makes this test slow: the first 500 rows say as much as 1250
+N_DELAYED = 400  # one swap per example makes this test slow: the first 400 rows say as much as 1250
 
 
 def test_served_accuracy_with_label_delay_equals_progressive_val_score(settings: Settings, tmp_path: Path) -> None:
@@ -280,18 +306,24 @@ def test_served_accuracy_with_label_delay_equals_progressive_val_score(settings:
     served_reference = progressive_accuracy(items, delay=k)
     learner_reference = progressive_accuracy(items, delay=None)
 
-    with running(s, logs=tmp_path), producing(s) as producer, following(s, "predictions") as (predictions,):
+    with running(s, logs=tmp_path), producing(s) as producer, following(s, "predictions", "model-versions") as (
+        predictions,
+        versions,
+    ):
         for t in range(n + k):
             if t - k >= 0:  # first reveal the label that is due, as simulate_qa does
                 event, label = items[t - k]
                 send_label(producer, s, event, label, delay_s=k * STEP_S)
                 producer.flush()
-                wait_until(lambda: served_version(s) >= t - k + 1, 30, f"the worker to serve version {t - k + 1}")  # noqa: B023
+                version = t - k + 1  # the learner's version once it has learned this label
+                versions.wait_version(version, 30)
+                # Then the worker's swap; /metrics shares the worker's interpreter, so scrape only now.
+                wait_until(lambda v=version: served_version(s) >= v, 30, f"the worker to serve v{version}", 0.01)
             if t < n:
                 event = items[t][0]
                 send_event(producer, s, event)
                 producer.flush()
-                predictions.until(lambda: event["id"] in predictions.by_id, 30, f"the prediction of event {t}")  # noqa: B023
+                predictions.value_of(event["id"], 30)
         served_accuracy = metric(
             worker_url(s), "freshet_online_metric", metric="accuracy", model=SLOT, scope="served_cumulative"
         )
@@ -325,11 +357,14 @@ def test_learner_killed_repeatedly_ends_with_the_model_of_an_uninterrupted_run(
 ) -> None:
     """SIGKILL the learner mid-interval four times; its last snapshot equals an uninterrupted run's.
 
-    Each kill comes when the learner has learned at least 20 examples past its last snapshot, so every
-    life loses work that the next one must learn again from the snapshot's offset (asserted). The
-    uninterrupted run is models.learner.Learner in this process, fed the ``examples`` topic in offset
-    order with the same snapshot interval; both final snapshots must hold the same champion, offsets,
-    metrics and promotions, and every model must give the same probabilities on a probe set.
+    The kills are spread over the run (past 1/5, 2/5, ... of the examples), each when the learner has
+    learned at least 20 examples past its last snapshot, so the lives lose work that the next one must
+    learn again from the snapshot's offset (asserted). The group (LR champion, HAT challenger) is
+    promoted on the way, so the promotion too must survive the crashes. The uninterrupted run is
+    models.learner.Learner in this process, fed the ``examples`` topic in offset order with the same
+    snapshot interval. Both final snapshots (the last interval's examples are in neither) must hold the
+    same champion, offsets, metrics and promotions, and every model must give the same probabilities on
+    a probe set.
     """
     s = with_ports(settings, spec=PROMOTION_SPEC, snapshot_every=CRASH_SNAPSHOT_EVERY)
     items = stream_items("agrawal", N_CRASH, seed=7)
@@ -350,12 +385,14 @@ def test_learner_killed_repeatedly_ends_with_the_model_of_an_uninterrupted_run(
             for life in range(KILLS):
                 wait_http(learner_url(s), 60, learner)
 
-                def mid_interval() -> tuple[int, int] | None:
-                    reached = resumed_at + int(metric(learner_url(s), "freshet_examples_learned_total"))  # noqa: B023
-                    saved = learned_in_registry()
-                    return (reached, saved) if reached - resumed_at >= 100 and reached - saved >= 20 else None
+                threshold = N_CRASH * (life + 1) // (KILLS + 1)  # kills spread over the run
 
-                reached, _ = wait_until(mid_interval, 60, f"life {life} to be between snapshots", 0.02)
+                def between_snapshots(resumed_at: int = resumed_at, threshold: int = threshold) -> int | None:
+                    """How far this life got, once past the threshold and 20 examples past its last snapshot."""
+                    reached = resumed_at + int(metric(learner_url(s), "freshet_examples_learned_total"))
+                    return reached if reached >= threshold and reached - learned_in_registry() >= 20 else None
+
+                reached = wait_until(between_snapshots, 60, f"life {life} to pass {threshold} between snapshots", 0.02)
                 os.kill(learner.pid, signal.SIGKILL)
                 learner.wait(timeout=10)
                 kills.append({"resumed_at": resumed_at, "reached": reached, "saved": learned_in_registry()})
@@ -391,7 +428,8 @@ def test_learner_killed_repeatedly_ends_with_the_model_of_an_uninterrupted_run(
     print(f"final snapshot {crashed_meta.ref}: {crashed_meta.examples_learned} examples, offset {crashed_meta.offset}, "
           f"champion {crashed_meta.champion}; uninterrupted {reference_meta.ref}")
     assert len(kills) == KILLS >= 3
-    assert all(k["reached"] > k["saved"] for k in kills), "every life lost work that the next had to relearn"
+    # Each kill comes between snapshots; a snapshot can still slip in between the scrape and the kill.
+    assert sum(k["reached"] > k["saved"] for k in kills) >= KILLS - 1, "lives lost work the next had to relearn"
     assert len(examples) == N_CRASH
     assert (crashed_meta.examples_learned, crashed_meta.offset, crashed_meta.champion) == (
         reference_meta.examples_learned, reference_meta.offset, reference_meta.champion)
@@ -426,12 +464,9 @@ def test_challenger_is_promoted_after_min_examples_and_served(settings: Settings
     with running(s, logs=tmp_path):
         publish(s, learn)  # each label right after its event
         assert wait_metric(learner_url(s), "freshet_examples_learned_total", n_learn, 120) == n_learn
-        drift = read_until(s, "drift", done=lambda r: any(v.get("kind") == "promotion" for _, v, _ in r),
-                           timeout_s=30)
-        versions = read_until(s, "model-versions", done=lambda r: any(v.get("champion") == "hat" for _, v, _ in r),
-                              timeout_s=30)
+        drift, versions = (read_all(s, name) for name in ("drift", "model-versions"))
         promoted = next(v for _, v, _ in versions if v.get("champion") == "hat")
-        wait_until(lambda: served_version(s) >= promoted["version"], 30, f"the worker to serve version {promoted['version']}")
+        wait_until(lambda: served_version(s) >= promoted["version"], 30, f"the worker to serve v{promoted['version']}")
         publish(s, after, send_labels=False)
         after_ids = {event["id"] for event, _ in after}
         predictions = read_until(s, "predictions", done=lambda r: after_ids <= {v["id"] for _, v, _ in r},
@@ -502,7 +537,7 @@ def test_tampered_snapshot_is_refused_and_rollback_serves_the_parent_exactly(
     with running(s, logs=tmp_path) as procs:
         for version, chunk in enumerate(chunks, start=1):
             publish(s, chunk)
-            wait_until(lambda: served_version(s) == version, 60, f"the worker to serve lr@{version}")  # noqa: B023
+            wait_until(lambda v=version: served_version(s) == v, 60, f"the worker to serve lr@{version}", 0.05)
         slot = slot_def(s)
         models = {v: load_champion(registry, slot, v)[0] for v in (1, 2, 3)}
         xs = [features(event) for event, _ in probes]
@@ -513,7 +548,7 @@ def test_tampered_snapshot_is_refused_and_rollback_serves_the_parent_exactly(
         with pytest.raises(SnapshotError, match="tampered"):
             registry.load(SLOT, 2)
         promoted = freshet_cli(s, "models", "promote", SLOT, "2")
-        assert promoted.returncode == 0, promoted.stderr
+        assert promoted.returncode == 0, promoted.stderr  # the signed metadata is intact
         wait_until(lambda: metric(worker_url(s), "freshet_dead_letters_total", **bad_snapshots) >= 1, 30,
                    "the worker to refuse v2")
         wait_until(lambda: metric(learner_url(s), "freshet_dead_letters_total", **bad_snapshots) >= 1, 30,
@@ -531,10 +566,11 @@ def test_tampered_snapshot_is_refused_and_rollback_serves_the_parent_exactly(
         wait_until(lambda: served_version(s) == adopted.version, 30, f"the worker to serve {adopted.ref}")
         back = probe(s, probes, "back")
         worker_bad = metric(worker_url(s), "freshet_dead_letters_total", **bad_snapshots)
+        learner_bad = metric(learner_url(s), "freshet_dead_letters_total", **bad_snapshots)
 
     assert [p["model"] for p in kept] == ["lr@3"] * len(probes)
     assert [proba_of(p) for p in kept] == expected[3]
-    assert worker_bad == 1
+    assert (worker_bad, learner_bad) == (1, 1)  # refused once each, though the learner looks every second
     v1 = registry.meta(SLOT, 1)
     assert (adopted.examples_learned, adopted.offset) == (v1.examples_learned, 599)
     assert [p["model"] for p in back] == [f"lr@{adopted.version}"] * len(probes)
