@@ -496,7 +496,7 @@ async def follow_versions(rt: Runtime) -> None:
         try:
             model, label = await loop.run_in_executor(None, load_champion, registry, slots[slot], version)
         except SnapshotError as exc:
-            log.error("slot %s: refusing model version %s: %s", slot, version, exc)
+            log.error("slot %s: refusing model version %s: %s", slot, "current" if version is None else version, exc)
             rt.metrics.dead_letters.labels(source="model-versions", reason="bad_snapshot").inc()
             return
         if model is None or label == rt.predictor.models[slot].label:
