@@ -110,22 +110,12 @@ def measure_pipeline(settings: Settings, stream: SyntheticStream, logs: Path) ->
     The learner runs beside the worker on the same cores, as in ``make demo``, so "half the maximum rate"
     below is half of what this machine sustains with everything running.
     """
-    n = load_events(settings, settings.topic("events"), stream)
-    load_labels(settings, stream)
+    n = publish(settings, stream, label_delay_s=0.0).events  # each event, then its label
     with running(settings, logs=logs / "throughput"):
         out = drain(settings, "predictions", n, 900)
     if len(out) < n:
         raise RuntimeError(f"only {len(out)} of {n} predictions came out; see {logs}")
     return span_rate([float(v["produced_ts"]) for _, v in out])
-
-
-def load_labels(settings: Settings, stream: SyntheticStream) -> None:
-    producer = make_producer(settings, linger_ms=20)
-    for event, label in stream:
-        record = {"id": event["id"], "label": label, "ts": event["ts"]}
-        producer.send(settings.topic("labels"), key=event["id"].encode(), value=orjson.dumps(record))
-    producer.flush(timeout=120)
-    producer.close()
 
 
 def measure_latency(settings: Settings, rate: float, n: int, logs: Path) -> dict[str, float]:

@@ -60,8 +60,13 @@ class Runtime:
 
     @classmethod
     def build(
-        cls, settings: Settings, spec: PipelineSpec | None = None, registry: CollectorRegistry | None = None
+        cls,
+        settings: Settings,
+        spec: PipelineSpec | None = None,
+        registry: CollectorRegistry | None = None,
+        store: OnlineStore | None = None,
     ) -> Runtime:
+        """``store`` defaults to the Redis online store of the settings (tests pass an in-memory one)."""
         spec = spec or PipelineSpec.load(settings.spec_path or DEFAULT_SPEC)
         raw_features = spec.raw.get("features", [])
         slots = parse_models(spec.raw.get("models", []), spec.label.kind)
@@ -73,7 +78,7 @@ class Runtime:
             slots=slots,
             predictor=Predictor(slots),
             drift=DriftConfig.from_spec(spec),
-            store=open_store(settings),
+            store=store if store is not None else open_store(settings),
         )
 
 
@@ -105,16 +110,7 @@ def create_app(rt: Runtime) -> faust.App:
     async def publish_alerts(alerts: list[DriftAlert]) -> None:
         for alert in alerts:
             d = alert.to_dict()
-            m.drift_alerts.labels(kind=d["kind"], subject=d["subject"], detector=d["detector"], level=d["level"]).inc()
-            m.drift_statistic.labels(kind=d["kind"], subject=d["subject"], statistic=d["statistic"]).set(d["value"])
-            log.warning(
-                "drift: %s on %s (%s=%s, threshold %s)",
-                d["kind"],
-                d["subject"],
-                d["statistic"],
-                d["value"],
-                d["threshold"],
-            )
+            m.record_alert(d)
             await topics.drift.send(key=str(d["subject"]).encode(), value=encode(d))
 
     attribute_cache = AttributeCache(rt.store, ttl_s=60.0)
@@ -492,11 +488,12 @@ async def follow_versions(rt: Runtime) -> None:
     loop = asyncio.get_running_loop()
     slots = {slot.slot: slot for slot in rt.slots}
 
-    async def load(slot: str, version: int | None) -> None:
+    async def load(slot: str) -> None:
+        """Swap in the slot's current version (the registry's pointer is the truth: promote, rollback)."""
         try:
-            model, label = await loop.run_in_executor(None, load_champion, registry, slots[slot], version)
+            model, label = await loop.run_in_executor(None, load_champion, registry, slots[slot], None)
         except SnapshotError as exc:
-            log.error("slot %s: refusing model version %s: %s", slot, "current" if version is None else version, exc)
+            log.error("slot %s: refusing the current model version: %s", slot, exc)
             rt.metrics.dead_letters.labels(source="model-versions", reason="bad_snapshot").inc()
             return
         if model is None or label == rt.predictor.models[slot].label:
@@ -518,26 +515,25 @@ async def follow_versions(rt: Runtime) -> None:
     await consumer.start()
     try:
         for slot in slots:  # after subscribing, so no version announced meanwhile is missed
-            await load(slot, None)
+            await load(slot)
         while True:
             batches = await consumer.getmany(timeout_ms=500)
-            latest: dict[str, int | None] = {}
-            for records in batches.values():
-                for r in records:
-                    slot = (r.key or b"").decode()
-                    if slot in slots and r.value is not None:
-                        latest[slot] = None  # the registry's current pointer is the truth (promote/rollback)
-            for slot in latest:
-                await load(slot, None)
+            announced = {
+                (r.key or b"").decode() for records in batches.values() for r in records if r.value is not None
+            }
+            for slot in announced & slots.keys():
+                await load(slot)
     finally:
         await consumer.stop()
 
 
 def load_champion(registry: Registry, slot_def: ModelSlotDef, version: int | None) -> tuple[Any, str]:
     """(champion model, "name@version") of a slot's current (or given) snapshot; (None, "") if none."""
-    meta = registry.current(slot_def.slot) if version is None else None
-    if version is None and meta is None:
-        return None, ""
-    state, meta = registry.load(slot_def.slot, version if version is not None else meta.version)  # type: ignore[union-attr]
+    if version is None:
+        current = registry.current(slot_def.slot)
+        if current is None:
+            return None, ""
+        version = current.version
+    state, meta = registry.load(slot_def.slot, version)
     group = ModelGroup.from_state(state, slot_def)
     return group.model(), f"{group.champion}@{meta.version}"

@@ -21,7 +21,7 @@ import click
 from producers.publish import publish
 from producers.synthetic import SyntheticStream
 from streams.procs import learner_url, running, scrape
-from streams.readers import read_until
+from streams.readers import read_until, read_whole_topic
 from streams.services import ensure_topics, services_down, services_up
 from streams.settings import Settings
 from streams.summary import latency_percentiles_ms, summarize_metrics
@@ -67,15 +67,15 @@ def _stream_and_summarize(settings: Settings, n_events: int, drift_at: int, rate
     )
     predictions = read_until(settings, "predictions", done=lambda r: len(r) >= n_events, timeout_s=120)
     _wait_learned(learner_url(settings), n_events, timeout_s=120)
-    metrics = read_until(settings, "metrics", done=lambda r: False, timeout_s=3)
-    drift = read_until(settings, "drift", done=lambda r: False, timeout_s=2)
-    dead = read_until(settings, "dead-letter", done=lambda r: False, timeout_s=2)
+    metrics = read_whole_topic(settings, "metrics", timeout_s=30).values
+    drift = read_whole_topic(settings, "drift", timeout_s=30).values
+    dead = read_whole_topic(settings, "dead-letter", timeout_s=30).values
     summary = _summary(n_events, drift_at, predictions, metrics, drift, dead)
     click.echo(summary["text"])
     try:
         from streams.report import build_report
 
-        paths = build_report([v for _, v, _ in metrics], [v for _, v, _ in drift], report_dir)
+        paths = build_report(metrics, drift, report_dir)
         click.echo(f"  report: {', '.join(str(p) for p in paths.values())}")
     except Exception as exc:  # the report is a bonus: never fail the demo on it
         click.echo(f"  report not written: {exc}")
@@ -101,9 +101,9 @@ def _summary(
 ) -> dict[str, Any]:
     preds = [v for _, v, _ in predictions if isinstance(v, dict)]
     p50, p99 = latency_percentiles_ms(preds)
-    reasons = Counter(v.get("reason", "?") for _, v, _ in dead if isinstance(v, dict))
-    phases = summarize_metrics([v for _, v, _ in metrics if isinstance(v, dict)], drift_at)
-    alerts = [v for _, v, _ in drift if isinstance(v, dict)]
+    reasons = Counter(v.get("reason", "?") for v in dead if isinstance(v, dict))
+    phases = summarize_metrics([v for v in metrics if isinstance(v, dict)], drift_at)
+    alerts = [v for v in drift if isinstance(v, dict)]
     lines = [
         "",
         "freshet demo summary",

@@ -29,7 +29,7 @@ from prometheus_client import start_http_server
 from models.drift.config import DriftConfig
 from models.drift.supervisor import SlotDriftSupervisor
 from models.learner import Learner, check_label
-from models.registry import Registry, SnapshotError
+from models.registry import ModelMeta, Registry, SnapshotError
 from models.spec import ModelSlotDef, parse_models
 from streams.connections import open_registry
 from streams.metrics import Metrics
@@ -145,11 +145,8 @@ class LearnerLoop:
             self.supervisors.pop(slot, None)
             meta = adopted.snapshot()
             log.warning("slot %s: adopted %s (made current outside the learner) as %s", slot, current.ref, meta.ref)
-            self.metrics.model_version.labels(model=slot, role="learn").set(meta.version)
             # Announced like every version, or predictors keep serving (and naming) the one it copies.
-            self.producer.send(
-                self.settings.topic("model-versions"), key=slot.encode(), value=encode({"v": 1, **meta.to_dict()})
-            )
+            self._announce(slot, meta)
 
     def step(self, timeout_s: float = 0.5) -> int:
         """Poll once and process what came; returns how many examples were processed."""
@@ -197,21 +194,9 @@ class LearnerLoop:
             event = out.promotion.to_dict()
             m.promotions.labels(slot=example.slot, reason=out.promotion.reason).inc()
             log.warning("slot %s: promoted %s over %s", example.slot, out.promotion.promoted, out.promotion.demoted)
-            self.producer.send(
-                self.settings.topic("drift"),
-                key=example.slot.encode(),
-                value=encode({"v": 1, "kind": "promotion", **event}),
-            )
+            self._send_drift(example.slot, {"v": 1, "kind": "promotion", **event})
         if out.snapshot is not None:
-            meta = out.snapshot
-            self.registry.prune(example.slot, keep=self.settings.keep_versions)
-            m.model_version.labels(model=example.slot, role="learn").set(meta.version)
-            m.snapshot_bytes.labels(model=example.slot).set(meta.size_bytes)
-            self.producer.send(
-                self.settings.topic("model-versions"),
-                key=example.slot.encode(),
-                value=encode({"v": 1, **meta.to_dict()}),
-            )
+            self._announce(example.slot, out.snapshot)
         self._watch_drift(example, learner, out.predictions, record.offset)
         if out.metrics is not None:
             self._publish_metrics(example, learner, out.metrics)
@@ -225,37 +210,41 @@ class LearnerLoop:
         y = check_label(learner.group.kind, example.label)
         result = sup.on_example(example.features, y, predictions, event_ts=example.event_ts, offset=offset)
         for alert in result.alerts:
-            self.publish_alert(alert.to_dict())
+            d = alert.to_dict()
+            self.metrics.record_alert(d)
+            self._send_drift(str(d["subject"]), d)
         for action in result.actions:
             self.metrics.drift_actions.labels(slot=slot, action=action.kind).inc()
             log.warning("slot %s: drift policy: %s %s (%s)", slot, action.kind, action.target or "", action.reason)
-            self.producer.send(
-                self.settings.topic("drift"),
-                key=slot.encode(),
-                value=encode(
-                    {
-                        "v": 1,
-                        "kind": "action",
-                        "slot": slot,
-                        "action": action.kind,
-                        "subject": action.subject,
-                        "target": action.target,
-                        "n_examples": action.n_examples,
-                        "reason": action.reason,
-                        "offset": offset,
-                        "event_ts": example.event_ts,
-                    }
-                ),
+            self._send_drift(
+                slot,
+                {
+                    "v": 1,
+                    "kind": "action",
+                    "slot": slot,
+                    "action": action.kind,
+                    "subject": action.subject,
+                    "target": action.target,
+                    "n_examples": action.n_examples,
+                    "reason": action.reason,
+                    "offset": offset,
+                    "event_ts": example.event_ts,
+                },
             )
         if result.changed_group:
-            meta = learner.snapshot()
-            self.metrics.model_version.labels(model=slot, role="learn").set(meta.version)
-            self.producer.send(
-                self.settings.topic("model-versions"), key=slot.encode(), value=encode({"v": 1, **meta.to_dict()})
-            )
+            self._announce(slot, learner.snapshot())
 
-    def publish_alert(self, alert: dict[str, Any]) -> None:
-        publish_alert(self.producer, self.settings, self.metrics, alert)
+    def _announce(self, slot: str, meta: ModelMeta) -> None:
+        """A new version of ``slot`` (already saved and current) → gauges, pruning, ``model-versions``."""
+        self.registry.prune(slot, keep=self.settings.keep_versions)
+        self.metrics.model_version.labels(model=slot, role="learn").set(meta.version)
+        self.metrics.snapshot_bytes.labels(model=slot).set(meta.size_bytes)
+        self.producer.send(
+            self.settings.topic("model-versions"), key=slot.encode(), value=encode({"v": 1, **meta.to_dict()})
+        )
+
+    def _send_drift(self, key: str, value: dict[str, Any]) -> None:
+        self.producer.send(self.settings.topic("drift"), key=key.encode(), value=encode(value))
 
     def _publish_metrics(self, example: Example, learner: Learner, metrics: dict[str, dict[str, float]]) -> None:
         group = learner.group
@@ -300,26 +289,6 @@ class LearnerLoop:
         self.producer.flush(timeout=30)
         self.producer.close(timeout=10)
         self.consumer.close()
-
-
-def publish_alert(producer: KafkaProducer, settings: Settings, metrics: Metrics, alert: dict[str, Any]) -> None:
-    """A drift alert → the ``drift`` topic (key: what drifted) and the alert counter."""
-    metrics.drift_alerts.labels(
-        kind=alert["kind"], subject=alert["subject"], detector=alert["detector"], level=alert["level"]
-    ).inc()
-    metrics.drift_statistic.labels(kind=alert["kind"], subject=alert["subject"], statistic=alert["statistic"]).set(
-        alert["value"]
-    )
-    log.warning(
-        "drift: %s on %s (%s %s=%s, threshold %s)",
-        alert["kind"],
-        alert["subject"],
-        alert["detector"],
-        alert["statistic"],
-        alert["value"],
-        alert["threshold"],
-    )
-    producer.send(settings.topic("drift"), key=str(alert["subject"]).encode(), value=encode(alert))
 
 
 def run_learner(settings: Settings, metrics_port: int | None = None, max_idle_s: float = 0.0) -> None:

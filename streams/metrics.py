@@ -12,7 +12,12 @@ Each process builds one :class:`Metrics`; each test builds a fresh ``CollectorRe
 
 from __future__ import annotations
 
+import logging
+from typing import Any
+
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+log = logging.getLogger("freshet.drift")
 
 LATENCY_BUCKETS_S = (
     0.001,
@@ -47,9 +52,7 @@ class Metrics:
             ["stage"],
             registry=r,
         )
-        self.predictions = Counter(
-            "freshet_predictions_total", "Predictions published", ["model"], registry=r
-        )
+        self.predictions = Counter("freshet_predictions_total", "Predictions published", ["model"], registry=r)
         self.dead_letters = Counter(
             "freshet_dead_letters_total",
             "Messages sent to the dead-letter topic",
@@ -119,9 +122,7 @@ class Metrics:
             ["model"],
             registry=r,
         )
-        self.promotions = Counter(
-            "freshet_promotions_total", "Champion changes", ["slot", "reason"], registry=r
-        )
+        self.promotions = Counter("freshet_promotions_total", "Champion changes", ["slot", "reason"], registry=r)
         self.snapshot_bytes = Gauge(
             "freshet_model_snapshot_bytes", "Size of the last model snapshot", ["model"], registry=r
         )
@@ -146,7 +147,8 @@ class Metrics:
         )
         # Kafka
         self.ready = Gauge(
-            "freshet_worker_ready", "1 once the worker has its partitions and has recovered its tables",
+            "freshet_worker_ready",
+            "1 once the worker has its partitions and has recovered its tables",
             registry=r,
         )
         self.consumer_lag = Gauge(
@@ -154,4 +156,22 @@ class Metrics:
             "Messages behind the end of each input topic partition",
             ["topic", "partition"],
             registry=r,
+        )
+
+    def record_alert(self, alert: dict[str, Any]) -> None:
+        """Count and log one drift alert (a ``DriftAlert.to_dict()``); publishing it is the caller's."""
+        self.drift_alerts.labels(
+            kind=alert["kind"], subject=alert["subject"], detector=alert["detector"], level=alert["level"]
+        ).inc()
+        self.drift_statistic.labels(kind=alert["kind"], subject=alert["subject"], statistic=alert["statistic"]).set(
+            alert["value"]
+        )
+        log.warning(
+            "drift: %s on %s (%s %s=%s, threshold %s)",
+            alert["kind"],
+            alert["subject"],
+            alert["detector"],
+            alert["statistic"],
+            alert["value"],
+            alert["threshold"],
         )

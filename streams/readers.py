@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from typing import Any
+from typing import Any, NamedTuple
 
 from kafka import KafkaConsumer, TopicPartition
 
@@ -24,9 +24,7 @@ class TopicReader:
     in seconds.
     """
 
-    def __init__(
-        self, settings: Settings, name: str, *, from_end: bool = False, raw_name: bool = False
-    ) -> None:
+    def __init__(self, settings: Settings, name: str, *, from_end: bool = False, raw_name: bool = False) -> None:
         self.topic = name if raw_name else settings.topic(name)
         self.consumer = KafkaConsumer(
             bootstrap_servers=settings.kafka_bootstrap,
@@ -109,5 +107,50 @@ def end_offsets(settings: Settings, name: str) -> dict[int, int]:
         parts = consumer.partitions_for_topic(settings.topic(name)) or set()
         tps = [TopicPartition(settings.topic(name), p) for p in parts]
         return {tp.partition: off for tp, off in consumer.end_offsets(tps).items()}
+    finally:
+        consumer.close()
+
+
+class TopicContents(NamedTuple):
+    """The decoded message values of a topic, and whether the read reached the topic's end."""
+
+    values: list[Any]
+    complete: bool
+    expected: int
+
+
+def read_whole_topic(settings: Settings, name: str, timeout_s: float) -> TopicContents:
+    """Every message of one of freshet's topics, from each partition's start to its end offset at call
+    time, or what arrived within ``timeout_s``. A topic that does not exist yet reads as empty."""
+    topic = settings.topic(name)
+    consumer = KafkaConsumer(
+        bootstrap_servers=settings.kafka_bootstrap,
+        group_id=None,
+        enable_auto_commit=False,
+        fetch_max_wait_ms=100,
+    )
+    try:
+        parts = consumer.partitions_for_topic(topic) or set()
+        tps = [TopicPartition(topic, p) for p in sorted(parts)]
+        if not tps:
+            return TopicContents([], True, 0)
+        consumer.assign(tps)
+        consumer.seek_to_beginning(*tps)
+        start, end = consumer.beginning_offsets(tps), consumer.end_offsets(tps)
+        todo = {tp for tp in tps if end[tp] > start[tp]}
+        expected = sum(end[tp] - start[tp] for tp in tps)
+        values: list[Any] = []
+        deadline = time.monotonic() + timeout_s
+        while todo and time.monotonic() < deadline:
+            for tp, records in consumer.poll(timeout_ms=200, max_records=10_000).items():
+                for r in records:
+                    if r.offset >= end[tp] or r.value is None:
+                        continue
+                    try:
+                        values.append(decode(r.value))
+                    except ValueError:
+                        continue  # not JSON: build_report would skip it anyway
+            todo = {tp for tp in todo if consumer.position(tp) < end[tp]}
+        return TopicContents(values, not todo, expected)
     finally:
         consumer.close()

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping
-from dataclasses import dataclass, field, fields, replace
+from dataclasses import dataclass, fields, replace
 from pathlib import Path
 from typing import Any
 
@@ -70,7 +70,6 @@ class Settings:
     # Rolling window (examples) for rolling online metrics.
     rolling_window: int = 1000
     log_level: str = "warning"
-    extra: Mapping[str, str] = field(default_factory=dict, compare=False, repr=False)
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -78,8 +77,6 @@ class Settings:
         env = os.environ if env is None else env
         values: dict[str, Any] = {}
         for f in fields(cls):
-            if f.name == "extra":
-                continue
             key = f"FRESHET_{f.name.upper()}"
             if key not in env:
                 continue
@@ -95,8 +92,6 @@ class Settings:
         """The environment that makes :meth:`from_env` rebuild these settings (for child processes)."""
         out: dict[str, str] = {}
         for f in fields(self):
-            if f.name == "extra":
-                continue
             value = getattr(self, f.name)
             if value is None:
                 continue

@@ -10,13 +10,9 @@ import orjson
 import pytest
 from prometheus_client import CollectorRegistry
 
-from models.spec import parse_models
 from streams.app import Runtime, create_app
-from streams.features import FeatureEngine, parse_features
 from streams.metrics import Metrics
-from streams.predictor import Predictor
 from streams.settings import Settings
-from streams.spec import PipelineSpec
 from streams.store import InMemoryOnlineStore
 
 pytestmark = pytest.mark.agent
@@ -26,20 +22,7 @@ SPEC = Path(__file__).resolve().parents[2] / "pipelines" / "demo.toml"
 
 def runtime(tmp_path: Path) -> Runtime:
     settings = Settings(cache_dir=tmp_path, app_id="agent-test", spec_path=SPEC)
-    spec = PipelineSpec.load(SPEC)
-    slots = parse_models(spec.raw.get("models", []), spec.label.kind)
-    from models.drift.config import DriftConfig
-
-    return Runtime(
-        settings=settings,
-        spec=spec,
-        metrics=Metrics(CollectorRegistry()),
-        engine=FeatureEngine(parse_features(spec.raw["features"], event_fields=spec.event.fields)),
-        slots=slots,
-        predictor=Predictor(slots),
-        drift=DriftConfig.from_spec(spec),
-        store=InMemoryOnlineStore(),
-    )
+    return Runtime.build(settings, registry=CollectorRegistry(), store=InMemoryOnlineStore())
 
 
 def sample(m: Metrics, name: str, **labels: str) -> float:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import socket
 import subprocess
 import time
 from collections.abc import Iterator
@@ -19,15 +20,8 @@ from streams.settings import Settings
 def with_ports(settings: Settings, spec: Path | None = None, **changes: object) -> Settings:
     """Free ports for the worker's and learner's /metrics (learner = worker + 1 is not guaranteed free)."""
     port = free_port()
-    while True:
-        try:
-            import socket
-
-            with socket.socket() as s:
-                s.bind(("127.0.0.1", port + 1))
-            break
-        except OSError:
-            port = free_port()
+    while not _bindable(port + 1):
+        port = free_port()
     out = settings.with_(metrics_port=port, **changes)
     return out.with_(spec_path=spec) if spec is not None else out
 
@@ -54,3 +48,12 @@ def wait_metric(url: str, name: str, at_least: float, timeout_s: float) -> float
             return value
         time.sleep(0.3)
     return value
+
+
+def _bindable(port: int) -> bool:
+    with socket.socket() as s:
+        try:
+            s.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+    return True

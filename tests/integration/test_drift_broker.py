@@ -19,7 +19,7 @@ from river.datasets import synth
 
 from producers.publish import make_producer
 from streams.procs import spawn, stop, wait_http
-from streams.readers import read_until
+from streams.readers import read_whole_topic
 from streams.services import ensure_topics
 from streams.settings import Settings
 from tests.integration.loop_helpers import learner_url, wait_metric, with_ports
@@ -82,8 +82,9 @@ def publish_examples(settings: Settings, items: Iterator[tuple[dict[Any, Any], A
 
 
 def concept_alerts(settings: Settings) -> list[dict[str, Any]]:
-    records = read_until(settings, "drift", done=lambda r: False, timeout_s=3)
-    return [v for _, v, _ in records if v.get("kind") == "concept" and v.get("level") == "drift"]
+    contents = read_whole_topic(settings, "drift", timeout_s=30)
+    assert contents.complete
+    return [v for v in contents.values if v.get("kind") == "concept" and v.get("level") == "drift"]
 
 
 def run_learner_on(settings: Settings, items: Iterator[tuple[dict[Any, Any], Any]], log: Path) -> int:
