@@ -12,7 +12,6 @@ import logging
 import time
 from collections.abc import Iterator, MutableMapping
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import faust
@@ -41,8 +40,6 @@ from streams.validate import Invalid, validate_event, validate_label
 
 log = logging.getLogger("freshet.worker")
 
-DEFAULT_SPEC = Path(__file__).resolve().parent.parent / "pipelines" / "demo.toml"
-
 
 @dataclass
 class Runtime:
@@ -67,7 +64,7 @@ class Runtime:
         store: OnlineStore | None = None,
     ) -> Runtime:
         """``store`` defaults to the Redis online store of the settings (tests pass an in-memory one)."""
-        spec = spec or PipelineSpec.load(settings.spec_path or DEFAULT_SPEC)
+        spec = spec or PipelineSpec.load(settings.spec_file)
         raw_features = spec.raw.get("features", [])
         slots = parse_models(spec.raw.get("models", []), spec.label.kind)
         return cls(

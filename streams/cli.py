@@ -268,7 +268,6 @@ def features_get(c: Context, entity: str) -> None:
 @pass_ctx
 def backfill(c: Context, input_path: Path, output_path: Path, as_of: str | None, attributes: Path | None) -> None:
     """Compute the spec's features over a CSV/Parquet event log with pandas; write Parquet."""
-    from streams.app import DEFAULT_SPEC
     from streams.features.batch import backfill as run_backfill
     from streams.validate import parse_timestamp
 
@@ -279,7 +278,7 @@ def backfill(c: Context, input_path: Path, output_path: Path, as_of: str | None,
         except ValueError as exc:
             _fail(f"--as-of: {exc}")
     n = run_backfill(
-        c.settings.spec_path or DEFAULT_SPEC,
+        c.settings.spec_file,
         input_path,
         output_path,
         as_of_s=as_of_s,

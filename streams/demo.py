@@ -30,9 +30,7 @@ from streams.summary import latency_percentiles_ms, summarize_metrics
 def run_demo(base: Settings, *, duration_s: float, rate: float, report_dir: Path) -> int:
     stamp = time.strftime("%Y%m%d%H%M%S", time.gmtime())
     settings = base.with_(topic_prefix=f"demo-{stamp}-", app_id=f"freshet-demo-{stamp}")
-    spec = Path(__file__).resolve().parent.parent / "pipelines" / "demo.toml"
-    if settings.spec_path is None:
-        settings = settings.with_(spec_path=spec)
+    settings = settings.with_(spec_path=settings.spec_file)  # the children load exactly this spec
     n_events = max(100, int(duration_s * rate))
     drift_at = n_events // 2
     logs = settings.cache_dir / "demo" / stamp

@@ -42,9 +42,7 @@ log = logging.getLogger("freshet.learn")
 
 
 def load_slots(settings: Settings, spec: PipelineSpec | None = None) -> tuple[PipelineSpec, list[ModelSlotDef]]:
-    from streams.app import DEFAULT_SPEC
-
-    spec = spec or PipelineSpec.load(settings.spec_path or DEFAULT_SPEC)
+    spec = spec or PipelineSpec.load(settings.spec_file)
     return spec, parse_models(spec.raw.get("models", []), spec.label.kind)
 
 

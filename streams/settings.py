@@ -18,6 +18,9 @@ from dataclasses import dataclass, fields, replace
 from pathlib import Path
 from typing import Any
 
+# The spec used when FRESHET_SPEC_PATH is not set: the demo pipeline shipped in the repository.
+DEFAULT_SPEC_PATH = Path(__file__).resolve().parent.parent / "pipelines" / "demo.toml"
+
 TOPIC_NAMES = (
     "events",
     "labels",
@@ -99,6 +102,11 @@ class Settings:
                 value = "1" if value else "0"
             out[f"FRESHET_{f.name.upper()}"] = str(value)
         return out
+
+    @property
+    def spec_file(self) -> Path:
+        """The pipeline spec to load: ``spec_path``, else the demo pipeline."""
+        return self.spec_path or DEFAULT_SPEC_PATH
 
     @property
     def kafka_bootstrap(self) -> str:
