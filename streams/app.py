@@ -18,14 +18,13 @@ import faust
 import orjson
 from prometheus_client import CollectorRegistry
 
-from models.champion import ModelGroup
 from models.drift.alerts import DriftAlert
 from models.drift.config import DriftConfig
 from models.evaluation import OnlineScorer
-from models.registry import Registry, SnapshotError
 from models.spec import ModelSlotDef, parse_models
-from streams.connections import open_registry, open_store
+from streams.connections import open_store
 from streams.features import FeatureEngine, parse_features
+from streams.hot_swap import follow_versions
 from streams.inputs import model_input
 from streams.join import JoinOutcome, LabelJoin
 from streams.metrics import Metrics
@@ -317,7 +316,7 @@ def create_app(rt: Runtime) -> faust.App:
 
     @app.task
     async def follow_model_versions() -> None:
-        await follow_versions(rt)
+        await follow_versions(rt.settings, rt.slots, rt.predictor, rt.metrics)
 
     @app.timer(interval=5.0)
     async def count_entities() -> None:
@@ -475,62 +474,3 @@ class TableEntries(MutableMapping[str, dict[str, Any]]):
 
     def __len__(self) -> int:
         return len(self.table)
-
-
-async def follow_versions(rt: Runtime) -> None:
-    """Hot-swap each slot's champion: load the current version at start, then follow ``model-versions``."""
-    from aiokafka import AIOKafkaConsumer
-
-    registry = open_registry(rt.settings)
-    loop = asyncio.get_running_loop()
-    slots = {slot.slot: slot for slot in rt.slots}
-
-    async def load(slot: str) -> None:
-        """Swap in the slot's current version (the registry's pointer is the truth: promote, rollback)."""
-        try:
-            model, label = await loop.run_in_executor(None, load_champion, registry, slots[slot], None)
-        except SnapshotError as exc:
-            log.error("slot %s: refusing the current model version: %s", slot, exc)
-            rt.metrics.dead_letters.labels(source="model-versions", reason="bad_snapshot").inc()
-            return
-        if model is None or label == rt.predictor.models[slot].label:
-            return
-        rt.predictor.swap(slot, model, label)
-        rt.metrics.model_swaps.labels(model=slot).inc()
-        rt.metrics.model_version.labels(model=slot, role="predict").set(int(label.rsplit("@", 1)[1]))
-        log.info("slot %s: now serving %s", slot, label)
-
-    topic = rt.settings.topic("model-versions")
-    # No consumer group: every worker follows every slot's versions.
-    consumer = AIOKafkaConsumer(
-        topic,
-        bootstrap_servers=rt.settings.kafka_bootstrap,
-        group_id=None,
-        enable_auto_commit=False,
-        auto_offset_reset="latest",
-    )
-    await consumer.start()
-    try:
-        for slot in slots:  # after subscribing, so no version announced meanwhile is missed
-            await load(slot)
-        while True:
-            batches = await consumer.getmany(timeout_ms=500)
-            announced = {
-                (r.key or b"").decode() for records in batches.values() for r in records if r.value is not None
-            }
-            for slot in announced & slots.keys():
-                await load(slot)
-    finally:
-        await consumer.stop()
-
-
-def load_champion(registry: Registry, slot_def: ModelSlotDef, version: int | None) -> tuple[Any, str]:
-    """(champion model, "name@version") of a slot's current (or given) snapshot; (None, "") if none."""
-    if version is None:
-        current = registry.current(slot_def.slot)
-        if current is None:
-            return None, ""
-        version = current.version
-    state, meta = registry.load(slot_def.slot, version)
-    group = ModelGroup.from_state(state, slot_def)
-    return group.model(), f"{group.champion}@{meta.version}"

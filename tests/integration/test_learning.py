@@ -37,8 +37,8 @@ from models.learner import Learner
 from models.registry import InMemoryRegistryStore, Registry, SnapshotError
 from producers.publish import make_producer, publish
 from producers.synthetic import FIELDS, SyntheticStream
-from streams.app import load_champion
 from streams.connections import open_registry
+from streams.hot_swap import load_champion
 from streams.learn import load_slots, partition_for
 from streams.procs import scrape, spawn, stop, wait_http
 from streams.readers import TopicReader, end_offsets, read_until
