@@ -1,8 +1,18 @@
-"""The Faust worker: validate → features → predict → log-and-wait join, around the pure modules.
+"""The Faust worker: two agents that drive the pure batch steps, plus timers and the version follower.
 
-The app is built by :func:`create_app` from a :class:`Runtime` (settings, spec, metrics, engines), so
-there are no module-level globals and tests build as many apps as they like. Agents are thin: they
-decode, call pure code, and publish; every shape change is noted inline.
+DESIGN.md decision 8 (batch at a time). Each agent takes a batch of records with
+``stream.take_events(FRESHET_BATCH_MAX_EVENTS, within=FRESHET_BATCH_WITHIN_MS)`` and:
+
+1. turns the events into :class:`~streams.serve.InRecord` (``[(topic, partition, offset, key, value, ts)]``);
+2. calls the pure step (:class:`streams.serve.ServeStep` for ``events``, :class:`streams.join_batch.JoinStep`
+   for ``predictions`` + ``labels``), which returns every message and state write of the batch;
+3. sends the batch's messages through the producer and awaits them once (:class:`BatchSender`);
+4. only then writes the state, once per key per batch, to the table's memory and its changelog topic
+   (:class:`ChangelogWriter`), and awaits that too;
+5. returns to ``take_events``, which acknowledges the batch; Faust commits acknowledged offsets.
+
+So a crash never leaves a state (or committed offset) that holds an event whose output did not go out.
+The app is built by :func:`create_app` from a :class:`Runtime`, with no module-level globals.
 """
 
 from __future__ import annotations
@@ -10,34 +20,56 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Iterator, MutableMapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 import faust
-import orjson
 from prometheus_client import CollectorRegistry
 
-from models.drift.alerts import DriftAlert
 from models.drift.config import DriftConfig
-from models.evaluation import OnlineScorer
 from models.spec import ModelSlotDef, parse_models
 from streams.connections import open_store
 from streams.features import FeatureEngine, parse_features
 from streams.hot_swap import follow_versions
-from streams.inputs import model_input
-from streams.join import JoinOutcome, LabelJoin
+from streams.join_batch import JoinOutput, JoinStep
 from streams.metrics import Metrics
-from streams.partitions import partition_for
 from streams.predictor import Predictor
-from streams.records import Prediction, dead_letter, decode, encode
+from streams.records import encode
+from streams.serve import InRecord, OutMessage, ServeOutput, ServeStep
 from streams.settings import Settings
 from streams.spec import PipelineSpec
 from streams.store import OnlineStore
 from streams.topics import declare_topics
-from streams.validate import Invalid, validate_event, validate_label
 
 log = logging.getLogger("freshet.worker")
+
+# (topic name, key, value, partition or None for the producer's partitioner)
+Wire = tuple[str, bytes | None, bytes | None, int | None]
+
+
+class Sender(Protocol):
+    """Sends a batch of messages and returns once every one is acknowledged (raises if one failed)."""
+
+    async def send_all(self, messages: list[Wire]) -> None: ...
+
+
+class BatchSender:
+    """The batch's sends through Faust's producer (aiokafka underneath), awaited once.
+
+    ``Topic.send`` costs Faust's whole per-message path (~0.1 ms, logging included); the transport
+    producer's ``send`` only queues the record in aiokafka's accumulator and returns its future.
+    """
+
+    def __init__(self, app: faust.App) -> None:
+        self.app = app
+
+    async def send_all(self, messages: list[Wire]) -> None:
+        if not messages:
+            return
+        send = self.app.producer.send
+        futures = [await send(topic, key, value, partition, None, None) for topic, key, value, partition in messages]
+        await asyncio.gather(*futures)
 
 
 @dataclass
@@ -78,7 +110,49 @@ class Runtime:
         )
 
 
-def create_app(rt: Runtime) -> faust.App:
+class ChangelogWriter:
+    """Writes a Faust table's keys once per batch: into the table's memory and to its changelog topic.
+
+    The records have exactly the layout Faust's own table writes give (raw key → raw value, ``None`` for
+    a delete, the key's partition), so Faust's recovery rebuilds the table from them on restart; only the
+    per-write path (~0.16 ms per key through Faust's changelog buffer) is left out.
+    """
+
+    def __init__(self, table: Any, sender: Sender) -> None:
+        self.table = table
+        self.sender = sender
+
+    @property
+    def data(self) -> Any:
+        """The table's memory (bytes → bytes) as the pure steps read it."""
+        return self.table.data
+
+    async def apply(self, writes: Mapping[bytes, tuple[int, bytes | None]]) -> None:
+        if not writes:
+            return
+        data = self.table.data
+        topic = self.table.changelog_topic.get_topic_name()
+        wire: list[Wire] = []
+        for key, (partition, value) in writes.items():
+            if value is None:
+                data.pop(key, None)
+            else:
+                data[key] = value
+            wire.append((topic, key, value, partition))
+        await self.sender.send_all(wire)
+
+
+def records_of(events: Iterable[Any]) -> list[InRecord]:
+    """Faust events → the steps' input records (``[InRecord]``), in consumption order."""
+    out = []
+    for event in events:
+        msg = event.message
+        out.append(InRecord(msg.topic, msg.partition, msg.offset, msg.key, msg.value, msg.timestamp))
+    return out
+
+
+def create_app(rt: Runtime, sender: Sender | None = None) -> faust.App:
+    """The worker's Faust app; ``sender`` defaults to :class:`BatchSender` (agent tests pass a recorder)."""
     s = rt.settings
     datadir = s.cache_dir / "faust" / s.app_id
     datadir.mkdir(parents=True, exist_ok=True)
@@ -98,175 +172,59 @@ def create_app(rt: Runtime) -> faust.App:
         value_serializer="raw",
     )
     topics = declare_topics(app, s)
+    out = sender or BatchSender(app)
     m = rt.metrics
-    # Data drift on the model inputs and prediction drift on the served scores, per worker process.
-    feature_drift = rt.drift.feature_monitors()
-    prediction_drift = {slot.slot: rt.drift.prediction_monitor(slot.slot) for slot in rt.slots}
+    name_of = {name: s.topic(name) for name in ("predictions", "dead-letter", "drift", "examples")}
 
-    async def publish_alerts(alerts: list[DriftAlert]) -> None:
-        for alert in alerts:
-            d = alert.to_dict()
-            m.record_alert(d)
-            await topics.drift.send(key=str(d["subject"]).encode(), value=encode(d))
-
-    attribute_cache = AttributeCache(rt.store, ttl_s=60.0)
+    def wire(messages: Iterable[OutMessage]) -> list[Wire]:
+        return [(name_of[msg.topic], msg.key, msg.value, None) for msg in messages]
 
     # Per-entity window state; value = 8-byte source offset + FeatureEngine.dumps(state).
-    feature_state = app.Table("feature-state", key_type=bytes, value_type=bytes, partitions=s.partitions)
-    # Event-time watermark per input partition: state expires on event time, never on the wall clock.
-    partition_watermark: dict[int, float] = {}
-    sweep = StateSweep(s.partitions)
-
-    def expire_feature_state(partition: int, budget: int) -> None:
-        """Delete the state of idle entities of ``partition`` whose windows all ended before its watermark.
-
-        Runs inside the agent, on an event of that partition, so the changelog deletes land in the
-        partition the keys live in (events are keyed by entity id).
-        """
-        wm = partition_watermark.get(partition)
-        if wm is None:
-            return
-        for key in sweep.next_keys(feature_state, partition, budget):
-            stored = feature_state.get(key)
-            if stored is None:
-                continue
-            try:
-                expired = rt.engine.expired(rt.engine.loads(stored[8:]), wm)
-            except ValueError:
-                expired = False  # a state written by another spec is replaced at the entity's next event
-            if expired:
-                del feature_state[key]
-                m.feature_expired.inc()
-
-    async def to_dead_letter(message: Any, reason: str, detail: str) -> None:
-        key, value = dead_letter(
-            topic=message.topic,
-            partition=message.partition,
-            offset=message.offset,
-            key=message.key if isinstance(message.key, bytes) else None,
-            value=message.value if isinstance(message.value, bytes) else None,
-            reason=reason,
-            detail=detail,
-        )
-        m.dead_letters.labels(source=message.topic, reason=reason).inc()
-        await topics.dead_letter.send(key=key, value=value)
+    feature_state = ChangelogWriter(
+        app.Table("feature-state", key_type=bytes, value_type=bytes, partitions=s.partitions), out
+    )
+    # Log and wait: predictions wait here for their labels, keyed by event id (partition = the key's
+    # partition in both input topics, which share the key).
+    label_join = ChangelogWriter(
+        app.Table("label-join", key_type=bytes, value_type=bytes, partitions=s.partitions, use_partitioner=True),
+        out,
+    )
+    serve = ServeStep(
+        rt.engine,
+        rt.predictor,
+        rt.spec.event,
+        feature_state.data,
+        s.partitions,
+        feature_drift=rt.drift.feature_monitors(),
+        prediction_drift={slot.slot: rt.drift.prediction_monitor(slot.slot) for slot in rt.slots},
+    )
+    join = JoinStep(
+        s.label_ttl_s,
+        label_join.data,
+        s.partitions,
+        {slot.slot: slot.kind for slot in rt.slots},
+        predictions_topic=s.topic("predictions"),
+        rolling_window=s.rolling_window,
+    )
+    counters = BoundCounters(m, [slot.slot for slot in rt.slots])
+    attribute_cache = AttributeCache(rt.store, ttl_s=60.0)
+    batch_max, within_s = s.batch_max_events, s.batch_within_ms / 1000.0
 
     @app.agent(topics.events)
     async def process_events(stream: Any) -> None:
-        async for event in stream.events():
-            msg = event.message
-            m.events.labels(stage="validate").inc()
-            # bytes → Event | Invalid
-            checked = validate_event(event.value, rt.spec.event, now_s=time.time())
-            if isinstance(checked, Invalid):
-                await to_dead_letter(msg, checked.reason, checked.detail)
-                continue
-            if checked.ts > partition_watermark.get(msg.partition, float("-inf")):
-                partition_watermark[msg.partition] = checked.ts
-            if msg.offset % 100 == 0:
-                expire_feature_state(msg.partition, budget=200)
-            key = checked.entity.encode()
-            attributes = await attribute_cache.get(checked.entity) if rt.engine.attribute_fields else None
-            stored = feature_state.get(key)
-            new_state: bytes | None = None  # written after the predictions are sent (see below)
-            if stored is not None and int.from_bytes(stored[:8], "big", signed=True) >= msg.offset:
-                # Redelivered after a crash: the state already holds this event (and its prediction was
-                # sent before the state was written); do not apply it twice. The repeated prediction is
-                # approximate and the join keeps the first one per event id.
-                state = rt.engine.loads(stored[8:])
-                values = rt.engine.read(state, checked.ts, attributes)
-            else:
-                state = rt.engine.loads(stored[8:]) if stored is not None else rt.engine.new_state()
-                result = rt.engine.update(state, checked.ts, checked.fields, attributes)
-                if result.late:
-                    # Behind the watermark beyond grace: not applied to the late windows, no prediction;
-                    # the features' late_policy says whether it is dropped or dead-lettered.
-                    action = result.action or "drop"
-                    m.late_events.labels(policy=action).inc()
-                    if action == "dead-letter":
-                        await to_dead_letter(
-                            msg,
-                            "late",
-                            f"event time {checked.ts:.3f} is behind the watermark beyond grace "
-                            f"for {', '.join(result.late_features)}",
-                        )
-                    feature_state[key] = msg.offset.to_bytes(8, "big", signed=True) + rt.engine.dumps(state)
-                    continue
-                values = result.values
-                new_state = msg.offset.to_bytes(8, "big", signed=True) + rt.engine.dumps(state)
-            m.events.labels(stage="features").inc()
-            # (entity, {feature: value}) → model input (fields + features)
-            x = model_input(checked.fields, values)
-            if feature_drift is not None:
-                await publish_alerts(feature_drift.update_one(x, checked.ts, msg.offset))
-            rt.store_buffer.append((checked.entity, values, checked.ts, msg.timestamp))
-            for slot in rt.slots:
-                y, proba, served = rt.predictor.predict(slot.slot, x)
-                now = time.time()
-                pred = Prediction(
-                    id=checked.id,
-                    entity=checked.entity,
-                    prediction=y,
-                    probabilities=proba,
-                    model=served,
-                    features=dict(x),
-                    event_ts=checked.ts,
-                    produced_ts=now,
-                    ingest_ts=msg.timestamp,
-                    slot=slot.slot,
-                )
-                # Prediction → predictions (key: event id)
-                await topics.predictions.send(key=checked.id.encode(), value=encode(pred.to_dict()))
-                m.predictions.labels(model=slot.slot).inc()
-                monitor = prediction_drift.get(slot.slot)
-                if monitor is not None:
-                    alert = monitor.update(served_score(y, proba), checked.ts, msg.offset)
-                    if alert is not None:
-                        await publish_alerts([alert])
-                m.prediction_latency.observe(max(0.0, now - msg.timestamp))
-            if new_state is not None:
-                # After the predictions: a state that holds this event implies its prediction went out first.
-                feature_state[key] = new_state
-            m.events.labels(stage="predict").inc()
-
-    # Log and wait: predictions wait here for their labels, keyed by event id. ``use_partitioner`` puts
-    # each key's changelog in the partition its event id hashes to (the partition of both input
-    # topics), so the expiry timer may delete keys outside stream iteration.
-    pending = app.Table(
-        "label-join",
-        key_type=bytes,
-        value_type=bytes,
-        partitions=s.partitions,
-        use_partitioner=True,
-    )
-    join = LabelJoin(s.label_ttl_s, entries=TableEntries(pending))
-    served_scores: dict[str, OnlineScorer] = {
-        slot.slot: OnlineScorer(slot.kind, rolling_window=s.rolling_window) for slot in rt.slots
-    }
-    index_ready = False
-
-    async def emit_examples(outcome: JoinOutcome) -> None:
-        for example in outcome.examples:
-            # Example → examples (key: slot, so one learner reads each slot in order)
-            await topics.examples.send(key=example.slot.encode(), value=encode(example.to_dict()))
-            scorer = served_scores.get(example.slot)
-            if scorer is not None and example.served_prediction is not None:
-                scorer.update(example.label, example.served_prediction, example.served_probabilities or None)
-                snap = scorer.snapshot()
-                for name, value in snap.items():
-                    if name in SERVED_METRICS and value is not None:
-                        scope = "served_rolling" if name.endswith("_rolling") else "served_cumulative"
-                        m.online_metric.labels(
-                            model=example.slot, metric=name.removesuffix("_rolling"), scope=scope
-                        ).set(value)
-
-    def count(outcomes: list[JoinOutcome]) -> None:
-        for o in outcomes:
-            if o.counted:
-                m.labels.labels(outcome=o.outcome).inc()
-            if o.outcome == "joined" and o.delay_s is not None and o.counted:
-                m.label_delay.observe(max(0.0, o.delay_s))
-        m.pending_predictions.set(join.waiting_predictions)
+        async for events in stream.take_events(batch_max, within=within_s):
+            records = records_of(events)
+            attributes = await attribute_cache.get_many(records) if rt.engine.attribute_fields else None
+            result = serve.on_batch(records, attributes)
+            # Predictions, dead letters and alerts of the whole batch, awaited once; then the state.
+            await out.send_all(
+                wire(result.predictions)
+                + wire(result.dead_letters)
+                + [(name_of["drift"], str(a["subject"]).encode(), encode(a), None) for a in result.alerts]
+            )
+            await feature_state.apply(result.state_writes)
+            rt.store_buffer.extend(result.store_rows)
+            counters.served(result, time.time())
 
     @app.agent(
         app.topic(
@@ -279,37 +237,30 @@ def create_app(rt: Runtime) -> faust.App:
         )
     )
     async def join_labels(stream: Any) -> None:
-        nonlocal index_ready
-        async for event in stream.events():
+        index_ready = False
+        async for events in stream.take_events(batch_max, within=within_s):
             if not index_ready:  # the table has been recovered by now
                 join.rebuild_index()
-                await known_to_producer(app, pending)
+                await known_to_producer(app, label_join.table)
                 index_ready = True
-            msg = event.message
-            if msg.topic == topics.predictions.get_topic_name():
-                # bytes → Prediction → logged (and joined if its label came first)
-                pred = Prediction.from_dict(decode(event.value))
-                outcomes = join.on_prediction(pred)
-            else:
-                # bytes → LabelRecord | Invalid → joined with its logged prediction(s), or waits
-                label = validate_label(event.value)
-                if isinstance(label, Invalid):
-                    await to_dead_letter(msg, label.reason, label.detail)
-                    continue
-                outcomes = [join.on_label(label)]
-            for outcome in outcomes:
-                await emit_examples(outcome)
-            count(outcomes)
-            count(join.expire())
+            result = join.on_batch(records_of(events))
+            await out.send_all(wire(result.examples) + wire(result.dead_letters))
+            await label_join.apply(result.state_writes)
+            counters.joined(result, join.waiting_predictions)
 
     @app.timer(interval=0.05)
     async def flush_online_store() -> None:
         if not rt.store_buffer or rt.store is None:
             return
         rows, rt.store_buffer = rt.store_buffer, []
-        await asyncio.get_running_loop().run_in_executor(
-            None, rt.store.write_many, [(e, v, ts) for e, v, ts, _ in rows]
-        )
+        try:
+            await asyncio.get_running_loop().run_in_executor(
+                None, rt.store.write_many, [(e, v, ts) for e, v, ts, _ in rows]
+            )
+        except Exception as exc:  # the online store is auxiliary: an outage never stops serving
+            m.store_errors.inc()
+            log.warning("online store write of %d rows failed (dropped): %s", len(rows), exc)
+            return
         now = time.time()
         for *_, ingest_ts in rows:
             m.feature_freshness.observe(max(0.0, now - ingest_ts))
@@ -320,7 +271,7 @@ def create_app(rt: Runtime) -> faust.App:
 
     @app.timer(interval=5.0)
     async def count_entities() -> None:
-        m.feature_entities.set(len(feature_state))
+        m.feature_entities.set(len(feature_state.data))
 
     @app.timer(interval=5.0)
     async def report_lag() -> None:
@@ -348,36 +299,77 @@ def create_app(rt: Runtime) -> faust.App:
         "process_events": process_events,
         "join_labels": join_labels,
     }
-    app.freshet_join = join  # type: ignore[attr-defined]
+    app.freshet_join = join.join  # type: ignore[attr-defined]
     return app
 
 
-def served_score(y: Any, proba: dict[str, float]) -> float | None:
-    """The scalar watched for prediction drift: P(true) / P(1) for binary classes, else the prediction.
+class BoundCounters:
+    """The worker's Prometheus children, looked up once (``.labels()`` is a dict lookup under a lock)."""
 
-    >>> served_score(True, {"true": 0.8, "false": 0.2}), served_score(2.5, {}), served_score("a", {"a": 0.6})
-    (0.8, 2.5, 0.6)
-    """
-    for positive in ("true", "1"):
-        if positive in proba:
-            return proba[positive]
-    if proba and y is not None:
-        return proba.get(str(y))
-    if isinstance(y, bool | int | float):
-        return float(y)
-    return None
+    def __init__(self, m: Metrics, slots: list[str]) -> None:
+        self.m = m
+        self.validate = m.events.labels(stage="validate")
+        self.features = m.events.labels(stage="features")
+        self.predict = m.events.labels(stage="predict")
+        self.predictions = {slot: m.predictions.labels(model=slot) for slot in slots}
+        self.observe_latency = m.prediction_latency.observe
+        self._dead: dict[tuple[str, str], Any] = {}
+        self._late: dict[str, Any] = {}
+        self._labels: dict[str, Any] = {}
+        self._served: dict[tuple[str, str, str], Any] = {}
 
+    def dead_letters(self, reasons: Mapping[tuple[str, str], int]) -> None:
+        for (source, reason), n in reasons.items():
+            child = self._dead.get((source, reason))
+            if child is None:
+                child = self._dead[(source, reason)] = self.m.dead_letters.labels(source=source, reason=reason)
+            child.inc(n)
 
-SERVED_METRICS = {
-    "accuracy",
-    "accuracy_rolling",
-    "log_loss",
-    "log_loss_rolling",
-    "mae",
-    "mae_rolling",
-    "rmse",
-    "rmse_rolling",
-}
+    def served(self, out: ServeOutput, now_s: float) -> None:
+        """Counts of one sent batch of the events agent (``now_s``: when its sends were acknowledged)."""
+        c = out.counts
+        self.validate.inc(c.validated)
+        self.features.inc(c.featurized)
+        self.predict.inc(c.predicted_events)
+        for slot, n in c.predictions.items():
+            self.predictions[slot].inc(n)
+        for msg in out.predictions:
+            if msg.ingest_ts is not None:
+                self.observe_latency(max(0.0, now_s - msg.ingest_ts))
+        self.dead_letters(c.dead_letters)
+        for policy, n in c.late.items():
+            child = self._late.get(policy)
+            if child is None:
+                child = self._late[policy] = self.m.late_events.labels(policy=policy)
+            child.inc(n)
+        if c.expired_states:
+            self.m.feature_expired.inc(c.expired_states)
+        if c.redelivered:
+            self.m.redelivered.inc(c.redelivered)
+        if c.reset_states:
+            self.m.feature_resets.inc(c.reset_states)
+        for alert in out.alerts:
+            self.m.record_alert(alert)
+
+    def joined(self, out: JoinOutput, waiting_predictions: int) -> None:
+        """Counts and served metrics of one sent batch of the join agent."""
+        for outcome, n in out.outcomes.items():
+            child = self._labels.get(outcome)
+            if child is None:
+                child = self._labels[outcome] = self.m.labels.labels(outcome=outcome)
+            child.inc(n)
+        for delay in out.delays_s:
+            self.m.label_delay.observe(max(0.0, delay))
+        self.m.pending_predictions.set(waiting_predictions)
+        self.dead_letters(out.dead_letter_reasons)
+        for slot, snap in out.served.items():
+            for name, value in snap.items():
+                scope = "served_rolling" if name.endswith("_rolling") else "served_cumulative"
+                key = (slot, name.removesuffix("_rolling"), scope)
+                child = self._served.get(key)
+                if child is None:
+                    child = self._served[key] = self.m.online_metric.labels(model=slot, metric=key[1], scope=scope)
+                child.set(value)
 
 
 async def known_to_producer(app: faust.App, table: Any) -> None:
@@ -393,84 +385,47 @@ async def known_to_producer(app: faust.App, table: Any) -> None:
     await producer.partitions_for(table.changelog_topic.get_topic_name())
 
 
-class StateSweep:
-    """Walks a table's keys of one partition a chunk at a time, so expiry never blocks the loop for long.
-
-    >>> sweep = StateSweep(4)
-    >>> table = {b"u1": b"", b"u2": b"", b"u3": b""}
-    >>> sorted(sweep.next_keys(table, partition_for(b"u1", 4), 10))
-    [b'u1']
-    """
-
-    def __init__(self, n_partitions: int) -> None:
-        self.n_partitions = n_partitions
-        self._pending: dict[int, list[bytes]] = {}
-
-    def next_keys(self, table: Any, partition: int, n: int) -> list[bytes]:
-        if not self._pending.get(partition):
-            self._pending = {}
-            for key in list(table.keys()):
-                self._pending.setdefault(partition_for(key, self.n_partitions), []).append(key)
-        keys = self._pending.get(partition, [])
-        chunk, self._pending[partition] = keys[:n], keys[n:]
-        return chunk
-
-
 class AttributeCache:
     """Static entity attributes from the online store, cached for ``ttl_s`` (they change rarely).
+
+    Fetched once per batch for the batch's entities that are not cached, in one executor call, so the
+    event loop never waits on Redis per event. A store error serves what the cache has (or nothing).
 
     >>> import asyncio
     >>> from streams.store import InMemoryOnlineStore
     >>> store = InMemoryOnlineStore()
     >>> store.set_attributes("u1", {"age": 41})
-    >>> asyncio.run(AttributeCache(store).get("u1"))
-    {'age': 41.0}
+    >>> rec = InRecord("events", 0, 0, b"u1", b'{"entity": "u1"}', 0.0)
+    >>> asyncio.run(AttributeCache(store).get_many([rec]))
+    {'u1': {'age': 41.0}}
     """
 
-    def __init__(self, store: OnlineStore | None, ttl_s: float = 60.0) -> None:
+    def __init__(
+        self, store: OnlineStore | None, ttl_s: float = 60.0, clock: Callable[[], float] = time.monotonic
+    ) -> None:
         self.store = store
         self.ttl_s = ttl_s
+        self.clock = clock
         self._cache: dict[str, tuple[float, dict[str, Any]]] = {}
 
-    async def get(self, entity: str) -> dict[str, Any]:
+    async def get_many(self, records: list[InRecord]) -> dict[str, dict[str, Any]]:
+        """Attributes of the entities of ``records`` (their key is the entity id, DESIGN.md)."""
         if self.store is None:
             return {}
-        now = time.monotonic()
-        hit = self._cache.get(entity)
-        if hit is not None and hit[0] > now:
-            return hit[1]
-        attrs = await asyncio.get_running_loop().run_in_executor(None, self.store.attributes, entity)
-        if len(self._cache) > 100_000:
-            self._cache.clear()
-        self._cache[entity] = (now + self.ttl_s, dict(attrs))
-        return dict(attrs)
-
-
-class TableEntries(MutableMapping[str, dict[str, Any]]):
-    """A Faust table of bytes → bytes seen as event id → join entry (JSON), for :class:`LabelJoin`."""
-
-    def __init__(self, table: Any) -> None:
-        self.table = table
-
-    def __getitem__(self, key: str) -> dict[str, Any]:
-        value = self.table[key.encode()]
-        if value is None:
-            raise KeyError(key)
-        return orjson.loads(value)
-
-    def get(self, key: str, default: Any = None) -> Any:
-        value = self.table.get(key.encode())
-        return default if value is None else orjson.loads(value)
-
-    def __setitem__(self, key: str, value: dict[str, Any]) -> None:
-        self.table[key.encode()] = orjson.dumps(value, option=orjson.OPT_NON_STR_KEYS)
-
-    def __delitem__(self, key: str) -> None:
-        del self.table[key.encode()]
-
-    def __iter__(self) -> Iterator[str]:
-        for key in list(self.table.keys()):
-            yield key.decode() if isinstance(key, bytes) else str(key)
-
-    def __len__(self) -> int:
-        return len(self.table)
+        now = self.clock()
+        entities = {r.key.decode("utf-8", "replace") for r in records if r.key is not None}
+        missing = [e for e in entities if (hit := self._cache.get(e)) is None or hit[0] <= now]
+        if missing:
+            store = self.store
+            try:
+                fetched = await asyncio.get_running_loop().run_in_executor(
+                    None, lambda: {e: dict(store.attributes(e)) for e in missing}
+                )
+            except Exception as exc:  # auxiliary store down: serve from the cache, retry next batch
+                log.warning("entity attributes unavailable (%s); serving cached ones", exc)
+                fetched = {}
+            if len(self._cache) > 100_000:
+                self._cache.clear()
+            for e, attrs in fetched.items():
+                self._cache[e] = (now + self.ttl_s, attrs)
+        return {e: hit[1] for e in entities if (hit := self._cache.get(e)) is not None}

@@ -78,6 +78,21 @@ class Metrics:
         self.feature_entities = Gauge(
             "freshet_feature_state_entities", "Entities with window state in this worker", registry=r
         )
+        self.redelivered = Counter(
+            "freshet_redelivered_events_total",
+            "Events read again after a crash whose state already held them (not predicted twice)",
+            registry=r,
+        )
+        self.feature_resets = Counter(
+            "freshet_feature_state_resets_total",
+            "Entity states written by another feature spec (or corrupt), started afresh",
+            registry=r,
+        )
+        self.store_errors = Counter(
+            "freshet_online_store_errors_total",
+            "Online-store writes that failed (the batch of rows is dropped; serving goes on)",
+            registry=r,
+        )
         self.feature_expired = Counter(
             "freshet_feature_state_expired_total",
             "Entity states deleted because every window and grace ended (event time)",

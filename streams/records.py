@@ -53,7 +53,20 @@ class Prediction:
     v: int = FORMAT_VERSION
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        # Written out rather than dataclasses.asdict: this runs once per prediction (asdict deep-copies).
+        return {
+            "id": self.id,
+            "entity": self.entity,
+            "prediction": self.prediction,
+            "probabilities": self.probabilities,
+            "model": self.model,
+            "features": self.features,
+            "event_ts": self.event_ts,
+            "produced_ts": self.produced_ts,
+            "ingest_ts": self.ingest_ts,
+            "slot": self.slot,
+            "v": self.v,
+        }
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> Prediction:
@@ -98,7 +111,20 @@ class Example:
     v: int = FORMAT_VERSION
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        # Written out rather than dataclasses.asdict: this runs once per example.
+        return {
+            "id": self.id,
+            "entity": self.entity,
+            "slot": self.slot,
+            "features": self.features,
+            "label": self.label,
+            "event_ts": self.event_ts,
+            "label_ts": self.label_ts,
+            "served_prediction": self.served_prediction,
+            "served_model": self.served_model,
+            "served_probabilities": self.served_probabilities,
+            "v": self.v,
+        }
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> Example:

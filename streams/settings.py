@@ -73,6 +73,10 @@ class Settings:
     # Rolling window (examples) for rolling online metrics.
     rolling_window: int = 1000
     log_level: str = "warning"
+    # Batch at a time (DESIGN.md decision 8): each agent takes up to this many records at once...
+    batch_max_events: int = 2000
+    # ...or what arrived within this many milliseconds, whichever comes first (bounds the added latency).
+    batch_within_ms: float = 5.0
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:

@@ -19,4 +19,7 @@ def run_worker(settings: Settings) -> None:
     app = create_app(runtime)
     start_http_server(settings.metrics_port, addr=settings.metrics_host, registry=runtime.metrics.registry)
     worker = Worker(app, loglevel=settings.log_level.upper(), quiet=True, redirect_stdouts=False)
+    # Faust's terminal spinner sets the root logger to DEBUG (Worker._setup_spinner_handler), so every
+    # logger.debug() on the hot path in Faust and aiokafka builds a record: 8-10% of the worker's time.
+    worker.spinner = None
     worker.execute_from_commandline()

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 from pathlib import Path
-from typing import Any
 
 import orjson
 import pytest
@@ -14,6 +13,7 @@ from streams.app import Runtime, create_app
 from streams.metrics import Metrics
 from streams.settings import Settings
 from streams.store import InMemoryOnlineStore
+from streams.testing import RecordingSender
 
 pytestmark = pytest.mark.agent
 
@@ -35,11 +35,9 @@ def test_good_events_are_featurized_and_bad_ones_dead_lettered(tmp_path: Path) -
 
 async def _featurize_and_dead_letter(tmp_path: Path) -> None:
     rt = runtime(tmp_path)
-    app = create_app(rt)
+    sender = RecordingSender()
+    app = create_app(rt, sender=sender)
     agent = app.freshet_agents["process_events"]  # type: ignore[attr-defined]
-    sent: list[tuple[str, Any]] = []
-    app.freshet_topics.predictions.send = _recorder("predictions", sent)  # type: ignore[attr-defined]
-    app.freshet_topics.dead_letter.send = _recorder("dead-letter", sent)  # type: ignore[attr-defined]
     async with agent.test_context() as ctx:
         for i, x1 in enumerate([0.2, 0.4, 0.9]):
             event = {
@@ -54,8 +52,8 @@ async def _featurize_and_dead_letter(tmp_path: Path) -> None:
             }
             await ctx.put(key=b"u1", value=orjson.dumps(event))
         await ctx.put(key=b"u1", value=b"\xff not json")
-    preds = [orjson.loads(v) for topic, v in sent if topic == "predictions"]
-    dead = [orjson.loads(v) for topic, v in sent if topic == "dead-letter"]
+    preds = [orjson.loads(v or b"") for v in sender.values("predictions")]
+    dead = [orjson.loads(v or b"") for v in sender.values("dead-letter")]
     assert [p["id"] for p in preds] == ["e0", "e1", "e2"]
     assert preds[-1]["features"]["events_10s"] == 3.0
     assert preds[-1]["features"]["x1_mean_10s"] == pytest.approx((0.2 + 0.4 + 0.9) / 3)
@@ -65,22 +63,14 @@ async def _featurize_and_dead_letter(tmp_path: Path) -> None:
     assert len(rt.store_buffer) == 3  # flushed to the online store by a timer
 
 
-def _recorder(topic: str, sent: list[tuple[str, Any]]) -> Any:
-    async def send(*, key: bytes | None = None, value: bytes | None = None, **_: Any) -> None:
-        sent.append((topic, value))
-
-    return send
-
-
 def test_idle_entities_state_expires_on_event_time(tmp_path: Path) -> None:
     asyncio.run(_expiry(tmp_path))
 
 
 async def _expiry(tmp_path: Path) -> None:
     rt = runtime(tmp_path)
-    app = create_app(rt)
+    app = create_app(rt, sender=RecordingSender())
     agent = app.freshet_agents["process_events"]  # type: ignore[attr-defined]
-    app.freshet_topics.predictions.send = _recorder("predictions", [])  # type: ignore[attr-defined]
     fields = {"x1": 0.1, "x2": 0.2, "x3": 0.3, "x4": 0.4, "x5": 0.5}
     async with agent.test_context() as ctx:
         await ctx.put(key=b"idle", value=orjson.dumps({"id": "i0", "entity": "idle", "ts": 1_700_000_000.0, **fields}))
