@@ -241,7 +241,6 @@ def create_app(rt: Runtime, sender: Sender | None = None) -> faust.App:
         async for events in stream.take_events(batch_max, within=within_s):
             if not index_ready:  # the table has been recovered by now
                 join.rebuild_index()
-                await known_to_producer(app, label_join.table)
                 index_ready = True
             result = join.on_batch(records_of(events))
             await out.send_all(wire(result.examples) + wire(result.dead_letters))
@@ -370,19 +369,6 @@ class BoundCounters:
                 if child is None:
                     child = self._served[key] = self.m.online_metric.labels(model=slot, metric=key[1], scope=scope)
                 child.set(value)
-
-
-async def known_to_producer(app: faust.App, table: Any) -> None:
-    """Make the producer fetch the metadata of a table's changelog topic.
-
-    A table with ``use_partitioner`` hashes keys with the producer's metadata, which may predate the
-    changelog topic; without this every write to the table fails (the agent crashes on each message).
-    """
-    try:
-        producer = app.producer._ensure_producer()  # type: ignore[attr-defined]
-    except faust.exceptions.NotReady:
-        return  # no broker (agent tests run in test_context)
-    await producer.partitions_for(table.changelog_topic.get_topic_name())
 
 
 class AttributeCache:
