@@ -19,7 +19,6 @@ import pickle
 import subprocess
 import sys
 import time
-from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -57,7 +56,7 @@ class Config:
     latency_cap: int = 40_000
     start_timeout_s: float = 120.0
     run_timeout_s: float = 240.0  # one throughput run, from the system's readiness
-    drain_timeout_s: float = 60.0  # outputs of a latency phase, after its last event was sent
+    drain_timeout_s: float = 45.0  # outputs of a latency phase, after its last event was sent
     partitions: int = 4
 
     @classmethod
@@ -126,47 +125,33 @@ def preload(bootstrap: str, events_topic: str, labels_topic: str | None, items: 
 
 
 class Publisher:
-    """Events at a fixed rate, event time = wall time at sending; labels ``LABEL_DELAY_S`` later."""
+    """Paced events (and labels) through ``bench/peers/publish_job.py`` in the peers' venv (confluent-kafka:
+    a pure-Python producer cannot offer the fastest systems half their maximum on these cores)."""
 
-    def __init__(self, bootstrap: str, events_topic: str, labels_topic: str | None, seed: int = 11) -> None:
-        self.prod = _producer(bootstrap, linger_ms=2)
-        self.events_topic, self.labels_topic = events_topic, labels_topic
-        self.seed = seed
+    def __init__(
+        self, python: Path, bootstrap: str, events_topic: str, labels_topic: str | None, items: Path
+    ) -> None:
+        self.python, self.items = python, items
+        self.config = {"bootstrap": bootstrap, "events": events_topic, "labels": labels_topic, "items": str(items)}
 
     def send(self, phase: str, n: int, rate_per_s: float) -> tuple[list[str], float]:
         """Send ``n`` events of ``phase`` (ids ``phase-i``); returns their ids and the rate achieved."""
-        items = stream_items(n, seed=self.seed, start_ts=0.0)
-        ids: list[str] = []
-        labels: deque[tuple[float, bytes, bytes]] = deque()
-        start = time.monotonic()
-        i = 0
-        while i < n or labels:
-            now = time.monotonic()
-            due = min(n, int((now - start) * rate_per_s) + 1)
-            while i < due:
-                event, label = items[i]
-                event = {**event, "id": f"{phase}-{i}", "ts": round(time.time(), 6)}
-                self.prod.send(self.events_topic, key=event["entity"].encode(), value=orjson.dumps(event))
-                ids.append(event["id"])
-                if self.labels_topic is not None:
-                    labels.append(
-                        (now + LABEL_DELAY_S, event["id"].encode(), label_record(event, label, LABEL_DELAY_S))
-                    )
-                i += 1
-            while labels and labels[0][0] <= now:
-                _, key, value = labels.popleft()
-                self.prod.send(str(self.labels_topic), key=key, value=value)
-            if i >= n and not labels:
-                break
-            next_event = start + i / rate_per_s if i < n else float("inf")
-            next_label = labels[0][0] if labels else float("inf")
-            time.sleep(max(0.0005, min(next_event, next_label) - time.monotonic()))
-        sent_s = time.monotonic() - start - (LABEL_DELAY_S if self.labels_topic else 0.0)
-        self.prod.flush(timeout=60)
-        return ids, n / max(1e-9, sent_s)
+        config = {**self.config, "phase": phase, "n": n, "rate": rate_per_s}
+        timeout_s = 60.0 + n / rate_per_s * 3
+        done = subprocess.run(
+            [str(self.python), str(PEERS_DIR / "publish_job.py"), orjson.dumps(config).decode()],
+            check=True, capture_output=True, timeout=timeout_s,
+        )
+        report = orjson.loads(done.stdout.splitlines()[-1])
+        return [f"{phase}-{i}" for i in range(n)], float(report["rate"])
 
-    def close(self) -> None:
-        self.prod.close(timeout=10)
+
+def write_items(path: Path, n: int, seed: int = 11) -> Path:
+    """The latency runs' events and labels (ids and times are stamped when sent), one JSON pair a line."""
+    with path.open("wb") as out:
+        for event, label in stream_items(n, seed=seed, start_ts=0.0):
+            out.write(orjson.dumps([event, label]) + b"\n")
+    return path
 
 
 class TopicTail:
@@ -462,12 +447,14 @@ def run_throughput(system: System, bootstrap: str, cfg: Config) -> dict[str, Any
     return out
 
 
-def run_latency(system: System, bootstrap: str, cfg: Config, rates: dict[str, float]) -> dict[str, Any]:
+def run_latency(
+    system: System, bootstrap: str, cfg: Config, rates: dict[str, float], python: Path, items: Path
+) -> dict[str, Any]:
     """Fresh topics; 20 warm-up events awaited; then each rate for ``cfg.latency_s`` (capped), one after
     the other in the same process, each phase's outputs awaited (bounded) before the next."""
     system.create_topics(bootstrap, cfg.partitions)
     out: dict[str, Any] = {}
-    publisher = Publisher(bootstrap, system.topics.events, system.topics.labels)
+    publisher = Publisher(python, bootstrap, system.topics.events, system.topics.labels, items)
     ins, outs = TopicTail(bootstrap, system.topics.events), TopicTail(bootstrap, system.topics.output)
     try:
         system.start(cfg.start_timeout_s)
@@ -503,7 +490,6 @@ def run_latency(system: System, bootstrap: str, cfg: Config, rates: dict[str, fl
                 system.notes.append(f"{phase}: the publisher reached {achieved:,.0f} of {rate_per_s:,.0f} events/s")
     finally:
         system.stop()
-        publisher.close()
         ins.close()
         outs.close()
     return out

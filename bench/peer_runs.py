@@ -7,6 +7,7 @@ that fails is recorded with a note and the others go on.
 
 from __future__ import annotations
 
+import sys
 import time
 import traceback
 from pathlib import Path
@@ -26,6 +27,7 @@ from bench.harness import (
     run_throughput,
     train_model,
     with_run,
+    write_items,
 )
 from bench.peers_env import ensure_peers_venv
 from streams.settings import Settings
@@ -36,7 +38,7 @@ LATENCY_RATE = 200.0
 
 
 def make_system(
-    name: str, job: str, phase: str, settings: Settings, run_dir: Path, model: Path, python: Path | None, learn: int
+    name: str, job: str, phase: str, settings: Settings, run_dir: Path, model: Path, python: Path, learn: int
 ) -> System:
     tag = f"{name}-{job}-{phase}"
     if name in ("freshet", "freshet_demo_spec"):
@@ -52,14 +54,14 @@ def make_system(
         topics=Topics(f"{prefix}events", f"{prefix}labels" if job == "b" else None, f"{prefix}output"),
         run_dir=run_dir / tag,
         bootstrap=settings.kafka_bootstrap,
-        python=python or Path("python"),
+        python=python,
         model=model,
         learn_target=learn,
     )
 
 
 def run_job(
-    name: str, job: str, settings: Settings, cfg: Config, run_dir: Path, model: Path, python: Path | None
+    name: str, job: str, settings: Settings, cfg: Config, run_dir: Path, model: Path, python: Path
 ) -> dict[str, Any]:
     """Throughput, then latency at 200/s and at half the throughput just measured."""
     entry: dict[str, Any] = {"notes": []}
@@ -83,7 +85,7 @@ def run_job(
         entry["half_rate"] = rates["at_half"]
     lat_sys = make_system(name, job, "lat", settings, run_dir, model, python, 0)
     try:
-        lat = run_latency(lat_sys, boot, cfg, rates)
+        lat = run_latency(lat_sys, boot, cfg, rates, python, run_dir / "latency-items.jsonl")
     except Exception as exc:
         traceback.print_exc()
         lat = {}
@@ -109,11 +111,13 @@ def run_job(
 def run_peer_bench(settings: Settings, cfg: Config, parts: list[str], run_dir: Path) -> dict[str, Any]:
     run_dir.mkdir(parents=True, exist_ok=True)
     model = train_model(run_dir / "model.pkl")
-    python = ensure_peers_venv() if {"quix", "bytewax"} & set(parts) else None
+    systems_wanted = [name for name in SYSTEM_PARTS if name in parts]
+    # The peers' venv also holds the latency runs' load generator (confluent-kafka).
+    python = ensure_peers_venv() if systems_wanted else Path(sys.executable)
+    if systems_wanted:
+        write_items(run_dir / "latency-items.jsonl", cfg.latency_cap)
     systems: dict[str, dict[str, Any]] = {}
-    for name in SYSTEM_PARTS:
-        if name not in parts:
-            continue
+    for name in systems_wanted:
         jobs = ("a",) if name == "ceiling" else ("a", "b")
         systems[name] = {job: run_job(name, job, settings, cfg, run_dir, model, python) for job in jobs}
     out: dict[str, Any] = {"peer_n_events": cfg.n_events, "peer_latency_s": cfg.latency_s}
