@@ -55,7 +55,7 @@ class Config:
     latency_s: float = 15.0
     latency_cap: int = 40_000
     start_timeout_s: float = 120.0
-    run_timeout_s: float = 240.0  # one throughput run, from the system's readiness
+    run_timeout_s: float = 200.0  # one throughput run, from the system's readiness
     drain_timeout_s: float = 45.0  # outputs of a latency phase, after its last event was sent
     partitions: int = 4
 
@@ -154,6 +154,20 @@ def write_items(path: Path, n: int, seed: int = 11) -> Path:
     return path
 
 
+def messages_written(bootstrap: str, prefix: str, inputs: list[str]) -> dict[str, int]:
+    """Messages in every topic whose name starts with ``prefix`` (inputs left out): outputs, changelogs."""
+    consumer = KafkaConsumer(bootstrap_servers=bootstrap, group_id=None)
+    try:
+        out: dict[str, int] = {}
+        for topic in sorted(t for t in consumer.topics() if t.startswith(prefix) and t not in inputs):
+            parts = consumer.partitions_for_topic(topic) or set()
+            ends = consumer.end_offsets([TopicPartition(topic, p) for p in parts])
+            out[topic.removeprefix(prefix)] = sum(ends.values())
+        return out
+    finally:
+        consumer.close()
+
+
 class TopicTail:
     """Follows a topic from its start with no consumer group: counts what is there, reads what is new."""
 
@@ -223,6 +237,11 @@ class System:
     topics: Topics
     notes: list[str]
 
+    @property
+    def prefix(self) -> str:
+        """Every topic this run writes (outputs, changelogs) starts with this."""
+        return self.topics.events.removesuffix("events")
+
     def create_topics(self, bootstrap: str, partitions: int) -> None:
         names = [self.topics.events, self.topics.output] + ([self.topics.labels] if self.topics.labels else [])
         create_topics(bootstrap, names, partitions, LOG_APPEND)
@@ -275,7 +294,7 @@ class PeerSystem(System):
             "model": str(self.model),
             "status": str(self.status_path),
             "learn_target": self.learn_target,
-            "group": f"bench-{self.run_dir.name}-{os.getpid()}",
+            "group": f"{self.prefix}group",  # Quix names its changelog topics after it
             "state_dir": str(self.run_dir / "state"),
         }
         if self.name == "ceiling":
@@ -331,6 +350,10 @@ class FreshetSystem(System):
     def topics(self) -> Topics:  # type: ignore[override]
         s = self.settings
         return Topics(s.topic("events"), s.topic("labels") if self.job == "b" else None, s.topic("predictions"))
+
+    @property
+    def prefix(self) -> str:
+        return self.settings.app_id  # its topics and Faust's changelogs (``<app_id>-<table>-changelog``)
 
     def create_topics(self, bootstrap: str, partitions: int) -> None:
         s = self.settings
@@ -441,7 +464,10 @@ def run_throughput(system: System, bootstrap: str, cfg: Config) -> dict[str, Any
     last = max(tail.first_ts.values(), default=None)
     out["events_per_s"] = _round(measure.rate(outputs, first, last))
     out["outputs"] = outputs
-    out["output_msgs_per_event"] = round(tail.records / n, 3)
+    inputs = [system.topics.events, system.topics.labels or ""]
+    written = messages_written(bootstrap, system.prefix, inputs)
+    out["msgs_written_per_event"] = round(sum(written.values()) / n, 3)
+    out["msgs_written"] = written
     if first is not None and tail.first_ts:
         out["first_output_after_s"] = round(min(tail.first_ts.values()) - first, 3)
     return out

@@ -110,13 +110,13 @@ def table(systems: Mapping[str, Mapping[str, Mapping[str, Any]]]) -> str:
     >>> print(table({"ceiling": {"a": {"events_per_s": 20000.0, "ratio_to_ceiling": 1.0}}}))  # doctest: +ELLIPSIS
     | system | job | max events/s | ratio to ceiling | ...
     |---|...
-    | ceiling | A | 20,000 | 1.000 | - | - / - | - / - (-) |  |
+    | ceiling | A | 20,000 | 1.000 | - | - / - | - / - (-) | - |  |
     """
     head = (
         "| system | job | max events/s | ratio to ceiling | whole loop events/s (ratio) "
-        "| p50/p99 ms @ 200/s | p50/p99 ms @ half own max (rate) | notes |"
+        "| p50/p99 ms @ 200/s | p50/p99 ms @ half own max (rate) | Kafka msgs written per event | notes |"
     )
-    rows = [head, "|" + "---|" * 8]
+    rows = [head, "|" + "---|" * 9]
     for name in [s for s in SYSTEMS if s in systems] + [s for s in systems if s not in SYSTEMS]:
         for job in ("a", "b"):
             r = systems[name].get(job)
@@ -129,6 +129,7 @@ def table(systems: Mapping[str, Mapping[str, Mapping[str, Any]]]) -> str:
                 f"| {name} | {job.upper()} | {_fmt(r.get('events_per_s'))} | {_fmt(r.get('ratio_to_ceiling'), 3)} "
                 f"| {loop} | {_fmt(r.get('p50_ms_at_200'))} / {_fmt(r.get('p99_ms_at_200'))} "
                 f"| {_fmt(r.get('p50_ms_at_half'))} / {_fmt(r.get('p99_ms_at_half'))} ({_fmt(r.get('half_rate'))}) "
+                f"| {_fmt((r.get('throughput') or {}).get('msgs_written_per_event'), 2)} "
                 f"| {'; '.join(r.get('notes', []))} |"
             )
     return "\n".join(rows)
