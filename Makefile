@@ -35,8 +35,10 @@ test-fast: $(STAMP) ## the tests that need no servers
 demo: $(STAMP) ## start Kafka + Redis, run worker, learner and a drifting synthetic stream for about a minute, print a summary
 	$(BIN)/freshet demo $(DEMO_ARGS)
 
-bench: $(STAMP) ## measure the pipeline against a bare passthrough; writes bench/results/latest.json
-	$(BIN)/python -m bench.run
+BENCH_ARGS ?=
+
+bench: $(STAMP) ## freshet beside Quix Streams, Bytewax and an aiokafka ceiling (peers in .cache/bench-peers-venv); writes bench/results/latest.json
+	$(BIN)/python -m bench.run $(BENCH_ARGS)
 
 services-up: $(STAMP) ## start the local Kafka broker and Redis server (loopback only)
 	$(BIN)/freshet services up

@@ -19,8 +19,10 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import os
 import platform
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -28,11 +30,14 @@ import orjson
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from kafka.admin import KafkaAdminClient, NewTopic
 
+from bench.harness import Config
+from bench.measure import table
+from bench.peer_runs import PARTS, run_peer_bench
 from producers.publish import make_producer, publish
 from producers.synthetic import SyntheticStream
 from streams.procs import running
 from streams.readers import TopicReader
-from streams.services import ensure_topics, services_down, services_up
+from streams.services import ensure_topics, free_port, services_down, services_up
 from streams.settings import Settings
 from streams.summary import percentile
 
@@ -67,7 +72,11 @@ def span_rate(timestamps: list[float]) -> float:
     return (len(timestamps) - 1) / max(1e-9, max(timestamps) - min(timestamps))
 
 
-async def passthrough(settings: Settings, src: str, dst: str, n: int) -> None:
+async def passthrough(
+    settings: Settings, src: str, dst: str, n: int, on_first: Callable[[], None] | None = None
+) -> None:
+    """Copy ``n`` messages from ``src`` to ``dst``: ``getmany(2000)``, ``await producer.send()`` each (the
+    ceiling; ``on_first`` is called when the first batch arrives)."""
     consumer = AIOKafkaConsumer(
         src,
         bootstrap_servers=settings.kafka_bootstrap,
@@ -82,6 +91,9 @@ async def passthrough(settings: Settings, src: str, dst: str, n: int) -> None:
         seen = 0
         while seen < n:
             batches = await consumer.getmany(timeout_ms=500, max_records=2000)
+            if batches and on_first is not None:
+                on_first()
+                on_first = None
             for records in batches.values():
                 for r in records:
                     await producer.send(dst, key=r.key, value=r.value)
@@ -143,17 +155,88 @@ def measure_latency(settings: Settings, rate: float, n: int, logs: Path) -> dict
     }
 
 
+def measure_legacy(settings: Settings, args: argparse.Namespace, result: dict[str, Any], logs: Path) -> None:
+    """The pipeline's own figures beside the aiokafka ceiling (the keys ``make bench`` has always written)."""
+    ensure_topics(settings)
+    stream = SyntheticStream(
+        kind="hyperplane",
+        n_events=args.events,
+        n_entities=1000,
+        seed=3,
+        start_ts=time.time() - args.events * 0.01,
+        step_s=0.01,
+    )
+    ceiling = measure_ceiling(settings, stream)
+    pipeline = measure_pipeline(settings, stream, logs)
+    result.update(
+        pipeline_events_per_s=round(pipeline, 1),
+        ceiling_events_per_s=round(ceiling, 1),
+        ratio_to_ceiling=round(pipeline / ceiling, 4) if ceiling else None,
+    )
+    lat_settings = settings.with_(app_id=f"{settings.app_id}-lat", topic_prefix=f"{settings.topic_prefix}lat-")
+    ensure_topics(lat_settings)
+    lat = measure_latency(lat_settings, max(50.0, pipeline / 2), args.latency_events, logs)
+    result.update(lat)
+    result["latency_p50_ms"] = lat["latency_p50_ms_half_rate"]
+    result["latency_p99_ms"] = lat["latency_p99_ms_half_rate"]
+    result["half_rate_events_per_s"] = round(max(50.0, pipeline / 2), 1)
+    # The demo's rate, for a figure that does not depend on the measured maximum.
+    demo = settings.with_(app_id=f"{settings.app_id}-demo", topic_prefix=f"{settings.topic_prefix}demo-")
+    ensure_topics(demo)
+    at_demo = measure_latency(demo, DEMO_RATE, args.latency_events // 2, logs / "demo-rate")
+    result[f"latency_p50_ms_at_{DEMO_RATE:.0f}_per_s"] = at_demo["latency_p50_ms_half_rate"]
+    result[f"latency_p99_ms_at_{DEMO_RATE:.0f}_per_s"] = at_demo["latency_p99_ms_half_rate"]
+    if not args.skip_features:
+        from bench.bench_features import run as run_features
+
+        feats = run_features()
+        # The feature stage's own figures; its other keys get a prefix so they never shadow the pipeline's.
+        keep = {"features_events_per_s", "feature_state_bytes_per_entity"}
+        result.update(
+            {
+                k if k in keep or k.startswith("feature") else f"features_{k}": v
+                for k, v in feats.items()
+                if isinstance(v, int | float | str)
+            }
+        )
+
+
+def bench_settings(stamp: str) -> Settings:
+    """The environment's settings; unless FRESHET_KAFKA_PORT / FRESHET_REDIS_PORT say where servers run,
+    the bench starts its own Kafka and Redis on free ports (other runs on this machine keep theirs)."""
+    base = Settings.from_env()
+    ports: dict[str, Any] = {}
+    if "FRESHET_KAFKA_PORT" not in os.environ:
+        ports.update(kafka_port=free_port(), kafka_controller_port=free_port())
+    if "FRESHET_REDIS_PORT" not in os.environ:
+        ports["redis_port"] = free_port()
+    return base.with_(topic_prefix=f"bench-{stamp}-", app_id=f"freshet-bench-{stamp}", snapshot_every=500, **ports)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--events", type=int, default=20_000)
-    parser.add_argument("--latency-events", type=int, default=6_000)
+    parser.add_argument("--events", type=int, default=20_000, help="N: events per throughput run")
+    parser.add_argument("--latency-events", type=int, default=6_000, help="the pipeline's own latency runs")
     parser.add_argument("--skip-features", action="store_true")
+    parser.add_argument(
+        "--only",
+        default="",
+        help=f"comma-separated parts to run (default all): {', '.join(PARTS)}",
+    )
+    parser.add_argument("--quick", action="store_true", help="small N and short latency runs, for development")
     args = parser.parse_args()
+    parts = [p.strip() for p in args.only.split(",") if p.strip()] or list(PARTS)
+    unknown = sorted(set(parts) - set(PARTS))
+    if unknown:
+        parser.error(f"unknown part(s) {', '.join(unknown)}; choose from {', '.join(PARTS)}")
+    if args.quick:
+        args.events, args.latency_events, args.skip_features = 4_000, 1_000, True
+    full = not args.only and not args.quick
 
     stamp = time.strftime("%Y%m%d%H%M%S", time.gmtime())
-    base = Settings.from_env()
-    settings = base.with_(topic_prefix=f"bench-{stamp}-", app_id=f"freshet-bench-{stamp}", snapshot_every=500)
+    settings = bench_settings(stamp)
     logs = settings.cache_dir / "bench" / stamp
+    started_at = time.monotonic()
     started = services_up(settings)
     result: dict[str, Any] = {
         "n_events": args.events,
@@ -161,54 +244,26 @@ def main() -> None:
         "python": platform.python_version(),
     }
     try:
-        ensure_topics(settings)
-        stream = SyntheticStream(
-            kind="hyperplane",
-            n_events=args.events,
-            n_entities=1000,
-            seed=3,
-            start_ts=time.time() - args.events * 0.01,
-            step_s=0.01,
-        )
-        ceiling = measure_ceiling(settings, stream)
-        pipeline = measure_pipeline(settings, stream, logs)
-        result.update(
-            pipeline_events_per_s=round(pipeline, 1),
-            ceiling_events_per_s=round(ceiling, 1),
-            ratio_to_ceiling=round(pipeline / ceiling, 4) if ceiling else None,
-        )
-        lat_settings = settings.with_(app_id=f"{settings.app_id}-lat", topic_prefix=f"{settings.topic_prefix}lat-")
-        ensure_topics(lat_settings)
-        lat = measure_latency(lat_settings, max(50.0, pipeline / 2), args.latency_events, logs)
-        result.update(lat)
-        result["latency_p50_ms"] = lat["latency_p50_ms_half_rate"]
-        result["latency_p99_ms"] = lat["latency_p99_ms_half_rate"]
-        result["half_rate_events_per_s"] = round(max(50.0, pipeline / 2), 1)
-        # The demo's rate, for a figure that does not depend on the measured maximum.
-        demo = settings.with_(app_id=f"{settings.app_id}-demo", topic_prefix=f"{settings.topic_prefix}demo-")
-        ensure_topics(demo)
-        at_demo = measure_latency(demo, DEMO_RATE, args.latency_events // 2, logs / "demo-rate")
-        result[f"latency_p50_ms_at_{DEMO_RATE:.0f}_per_s"] = at_demo["latency_p50_ms_half_rate"]
-        result[f"latency_p99_ms_at_{DEMO_RATE:.0f}_per_s"] = at_demo["latency_p99_ms_half_rate"]
-        if not args.skip_features:
-            from bench.bench_features import run as run_features
-
-            feats = run_features()
-            # The feature stage's own figures; its other keys get a prefix so they never shadow the pipeline's.
-            keep = {"features_events_per_s", "feature_state_bytes_per_entity"}
-            result.update(
-                {
-                    k if k in keep or k.startswith("feature") else f"features_{k}": v
-                    for k, v in feats.items()
-                    if isinstance(v, int | float | str)
-                }
-            )
+        if "legacy" in parts:
+            measure_legacy(settings, args, result, logs)
+        peer_parts = [p for p in parts if p != "legacy"]
+        if peer_parts:
+            cfg = Config.quick() if args.quick else Config(n_events=args.events)
+            result.update(run_peer_bench(settings, cfg, peer_parts, logs / "peers"))
     finally:
         if started:
             services_down(settings)
-    RESULTS.parent.mkdir(parents=True, exist_ok=True)
-    RESULTS.write_text(json.dumps(result, indent=2, sort_keys=True) + "\n")
+    result["bench_seconds"] = round(time.monotonic() - started_at, 1)
+    out = RESULTS if full else logs / "results.json"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(result, indent=2, sort_keys=True) + "\n")
     print(json.dumps(result, indent=2, sort_keys=True))
+    if "systems" in result:
+        print()
+        print(table(result["systems"]))
+        if result.get("learner_examples_per_s") is not None:
+            print(f"\nlearner alone (demo spec, drift on): {result['learner_examples_per_s']:,.0f} examples/s")
+    print(f"\nwritten to {out}")
 
 
 if __name__ == "__main__":
