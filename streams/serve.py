@@ -198,8 +198,10 @@ class ServeStep:
             self._expire(rec.partition, work, out)
         key = checked.entity.encode()
         slot = work.get(key)
-        if slot is None or slot[2] is None:
+        if slot is None:
             slot = work[key] = self._load(key, rec.partition, counts)
+        elif slot[2] is None:  # expired earlier in this batch: the entity starts afresh
+            slot[1], slot[2] = -1, self.engine.new_state()
         if slot[1] >= rec.offset:
             counts.redelivered += 1  # applied before a crash; its prediction went out then
             return
