@@ -39,7 +39,7 @@ from streams.records import encode
 from streams.serve import InRecord, OutMessage, ServeOutput, ServeStep
 from streams.settings import Settings
 from streams.spec import PipelineSpec
-from streams.store import OnlineStore
+from streams.store import OnlineStore, latest_per_entity
 from streams.topics import declare_topics
 
 log = logging.getLogger("freshet.worker")
@@ -254,7 +254,7 @@ def create_app(rt: Runtime, sender: Sender | None = None) -> faust.App:
         rows, rt.store_buffer = rt.store_buffer, []
         try:
             await asyncio.get_running_loop().run_in_executor(
-                None, rt.store.write_many, [(e, v, ts) for e, v, ts, _ in rows]
+                None, rt.store.write_many, latest_per_entity((e, v, ts) for e, v, ts, _ in rows)
             )
         except Exception as exc:  # the online store is auxiliary: an outage never stops serving
             m.store_errors.inc()

@@ -15,6 +15,7 @@ True
 from __future__ import annotations
 
 import base64
+import hashlib
 import time
 from dataclasses import asdict, dataclass, field
 from typing import Any
@@ -145,7 +146,13 @@ class Example:
 
 @dataclass(frozen=True)
 class DeadLetter:
-    """``dead-letter`` (key: the input's key): the original bytes (as text if UTF-8, else base64)."""
+    """``dead-letter`` (key: the input's key): the original bytes (as text if UTF-8, else base64).
+
+    Bounded so that it always fits the producer's request size, whatever came in: at most
+    ``DEAD_LETTER_VALUE_BYTES`` of the original value travel (``value_truncated`` says when fewer than
+    ``value_bytes``), with the sha256 of the whole value to match it against the source record, which
+    ``source_topic``/``source_partition``/``source_offset`` locate.
+    """
 
     reason: str
     detail: str
@@ -156,10 +163,17 @@ class DeadLetter:
     value_encoding: str  # "utf-8" or "base64"
     key: str | None
     ts: float
+    value_bytes: int = 0
+    value_sha256: str = ""
+    value_truncated: bool = False
     v: int = FORMAT_VERSION
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
+
+
+DEAD_LETTER_VALUE_BYTES = 4096
+DEAD_LETTER_TEXT_CHARS = 512  # the key and the detail
 
 
 def dead_letter(
@@ -174,28 +188,39 @@ def dead_letter(
 ) -> tuple[bytes | None, bytes]:
     """(key, value) of the ``dead-letter`` message for an input message that could not be processed.
 
-    The original bytes travel as text when they are UTF-8, else as base64, so nothing is lost.
+    The original bytes travel as text when they are UTF-8, else as base64, so nothing is lost; beyond
+    ``DEAD_LETTER_VALUE_BYTES`` only a prefix travels, with the size and hash of the whole.
 
     >>> key, value = dead_letter(topic="events", partition=0, offset=7, key=b"u1", value=b"\\xff",
     ...                          reason="undecodable", detail="not UTF-8 JSON")
     >>> record = decode(value)
     >>> record["reason"], record["value_encoding"], base64.b64decode(record["value"])
     ('undecodable', 'base64', b'\\xff')
+    >>> key, value = dead_letter(topic="events", partition=0, offset=8, key=b"k" * 10**6, value=b"x" * 10**6,
+    ...                          reason="too_large", detail="big")
+    >>> record = decode(value)
+    >>> len(value) < 10_000, len(record["value"]), record["value_bytes"], record["value_truncated"], len(key)
+    (True, 4096, 1000000, True, 512)
     """
     raw = value or b""
+    head = raw[:DEAD_LETTER_VALUE_BYTES]
     try:
-        text, encoding = raw.decode("utf-8"), "utf-8"
+        text, encoding = head.decode("utf-8"), "utf-8"
     except UnicodeDecodeError:
-        text, encoding = base64.b64encode(raw).decode("ascii"), "base64"
+        text, encoding = base64.b64encode(head).decode("ascii"), "base64"
+    short_key = key[:DEAD_LETTER_TEXT_CHARS] if key is not None else None
     record = DeadLetter(
         reason=reason,
-        detail=detail,
+        detail=detail[:DEAD_LETTER_TEXT_CHARS],
         source_topic=topic,
         source_partition=partition,
         source_offset=offset,
         value=text,
         value_encoding=encoding,
-        key=key.decode("utf-8", "replace") if key is not None else None,
+        key=short_key.decode("utf-8", "replace") if short_key is not None else None,
         ts=time.time(),
+        value_bytes=len(raw),
+        value_sha256=hashlib.sha256(raw).hexdigest(),
+        value_truncated=len(raw) > len(head),
     )
-    return key, encode(record.to_dict())
+    return short_key, encode(record.to_dict())

@@ -58,10 +58,25 @@ class EventSchema:
     max_future_s: float = 300.0
     max_age_s: float = 0.0
     extra_fields: str = "ignore"
+    # Bounded messages, checked before any work: the whole message, the id and entity, any text field.
+    max_message_bytes: int = 65_536
+    max_key_chars: int = 256
+    max_text_chars: int = 1_024
 
     @classmethod
     def from_dict(cls, raw: dict[str, Any]) -> EventSchema:
-        known = {"id", "entity", "time", "fields", "max_future_s", "max_age_s", "extra_fields"}
+        known = {
+            "id",
+            "entity",
+            "time",
+            "fields",
+            "max_future_s",
+            "max_age_s",
+            "extra_fields",
+            "max_message_bytes",
+            "max_key_chars",
+            "max_text_chars",
+        }
         unknown = set(raw) - known
         if unknown:
             raise SpecError(f"[event] has unknown keys {sorted(unknown)}; allowed: {sorted(known)}")
@@ -79,6 +94,9 @@ class EventSchema:
             fields=fields_,
             max_future_s=float(raw.get("max_future_s", 300.0)),
             max_age_s=float(raw.get("max_age_s", 0.0)),
+            max_message_bytes=_positive_int(raw, "max_message_bytes", 65_536),
+            max_key_chars=_positive_int(raw, "max_key_chars", 256),
+            max_text_chars=_positive_int(raw, "max_text_chars", 1_024),
             extra_fields=extra,
         )
 
@@ -125,3 +143,10 @@ class PipelineSpec:
         if not path.exists():
             raise SpecError(f"pipeline spec {path} does not exist; pass --spec or set FRESHET_SPEC_PATH")
         return cls.from_toml(path.read_text())
+
+
+def _positive_int(raw: dict[str, Any], key: str, default: int) -> int:
+    value = raw.get(key, default)
+    if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
+        raise SpecError(f"[event] {key} = {value!r}: must be a positive whole number")
+    return value

@@ -100,6 +100,21 @@ class OnlineStore(Protocol):
     def set_attributes(self, entity: str, attributes: Mapping[str, float | str]) -> None: ...
 
 
+def latest_per_entity(rows: Iterable[tuple[str, dict[str, float | None], float]]) -> list[FeatureRow]:
+    """Only each entity's newest row (by event time): the store keeps one vector per entity, so older rows of
+    the same flush would be refused by it anyway; this saves their round trips.
+
+    >>> latest_per_entity([("u1", {"f": 1.0}, 10.0), ("u2", {"f": 5.0}, 3.0), ("u1", {"f": 2.0}, 12.0)])
+    [('u1', {'f': 2.0}, 12.0), ('u2', {'f': 5.0}, 3.0)]
+    """
+    latest: dict[str, FeatureRow] = {}
+    for row in rows:
+        kept = latest.get(row[0])
+        if kept is None or row[2] >= kept[2]:
+            latest[row[0]] = row
+    return list(latest.values())
+
+
 class StoreError(RuntimeError):
     """The online store cannot be used; the message says what to check."""
 

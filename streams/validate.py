@@ -5,7 +5,8 @@ Pure: no Kafka. The agent sends every :class:`Invalid` to ``dead-letter`` with i
 
 Reasons: ``undecodable`` (not UTF-8 JSON), ``not_an_object``, ``missing_field``, ``wrong_type``,
 ``non_finite`` (NaN or ±inf in a numeric field), ``bad_timestamp`` (unparseable, naive, negative),
-``future_timestamp``, ``too_old``, ``unknown_field`` (only with ``extra_fields = "reject"``).
+``future_timestamp``, ``too_old``, ``unknown_field`` (only with ``extra_fields = "reject"``), ``too_large``
+(the message, the id or entity, or a text field beyond the spec's limits).
 Missing *feature* fields are allowed (the feature engine skips them); the id, entity and time are required.
 
 >>> from streams.spec import EventSchema
@@ -133,7 +134,19 @@ def _decode_object(data: bytes | None, what: str) -> dict[str, Any] | Invalid:
 
 
 def validate_event(data: bytes | None, schema: EventSchema, now_s: float) -> Event | Invalid:
-    """Check one raw event against the schema; ``now_s`` is the wall clock (injected for tests)."""
+    """Check one raw event against the schema; ``now_s`` is the wall clock (injected for tests).
+
+    Sizes are checked first (``too_large``): the message against ``max_message_bytes`` before it is
+    decoded, the id and entity against ``max_key_chars``, text fields against ``max_text_chars``.
+
+    >>> schema = EventSchema(fields={"note": "str"}, max_key_chars=8, max_text_chars=4)
+    >>> validate_event(b'{"id": "e-123456789", "entity": "u1", "ts": 1}', schema, now_s=10).reason
+    'too_large'
+    >>> validate_event(b'{"id": "e1", "entity": "u1", "ts": 1, "note": "hello"}', schema, now_s=10).detail
+    "field 'note' has 5 characters (max_text_chars=4)"
+    """
+    if data is not None and len(data) > schema.max_message_bytes:
+        return Invalid("too_large", f"event is {len(data)} bytes (max_message_bytes={schema.max_message_bytes})")
     raw = _decode_object(data, "event")
     if isinstance(raw, Invalid):
         return raw
@@ -143,6 +156,10 @@ def validate_event(data: bytes | None, schema: EventSchema, now_s: float) -> Eve
         key = _key(name, raw.get(name))
         if isinstance(key, Invalid):
             return key
+        if len(key) > schema.max_key_chars:
+            return Invalid(
+                "too_large", f"field {name!r} has {len(key)} characters (max_key_chars={schema.max_key_chars})"
+            )
         ids.append(key)
     if schema.time not in raw or raw[schema.time] is None:
         return Invalid("missing_field", f"required field {schema.time!r} (event time) is missing or null")
@@ -169,6 +186,10 @@ def validate_event(data: bytes | None, schema: EventSchema, now_s: float) -> Eve
         converted = _convert(name, type_, raw.get(name))
         if isinstance(converted, Invalid):
             return converted
+        if isinstance(converted, str) and len(converted) > schema.max_text_chars:
+            return Invalid(
+                "too_large", f"field {name!r} has {len(converted)} characters (max_text_chars={schema.max_text_chars})"
+            )
         fields[name] = converted
     return Event(id=ids[0], entity=ids[1], ts=ts, fields=fields)
 
