@@ -43,8 +43,8 @@ import orjson
 from models.evaluation import OnlineScorer
 from streams.join import Entry, JoinOutcome, LabelJoin
 from streams.partitions import partition_for
-from streams.records import Prediction, dead_letter, decode, encode
-from streams.serve import InRecord, OutMessage
+from streams.records import Prediction, decode, encode
+from streams.serve import InRecord, OutMessage, dead_letter_message
 from streams.validate import Invalid, validate_label
 
 __all__ = ["SERVED_METRICS", "BatchEntries", "JoinOutput", "JoinStep"]
@@ -204,16 +204,7 @@ class JoinStep:
 
     @staticmethod
     def _dead_letter(rec: InRecord, why: Invalid, out: JoinOutput) -> None:
-        key, value = dead_letter(
-            topic=rec.topic,
-            partition=rec.partition,
-            offset=rec.offset,
-            key=rec.key,
-            value=rec.value,
-            reason=why.reason,
-            detail=why.detail,
-        )
-        out.dead_letters.append(OutMessage("dead-letter", key, value))
+        out.dead_letters.append(dead_letter_message(rec, why.reason, why.detail))
         out.dead_letter_reasons[(rec.topic, why.reason)] += 1
 
 

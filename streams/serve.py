@@ -63,7 +63,16 @@ from streams.records import Prediction, dead_letter, encode
 from streams.spec import EventSchema
 from streams.validate import Invalid, validate_event
 
-__all__ = ["InRecord", "OutMessage", "ServeCounts", "ServeOutput", "ServeStep", "StateSweep", "served_score"]
+__all__ = [
+    "InRecord",
+    "OutMessage",
+    "ServeCounts",
+    "ServeOutput",
+    "ServeStep",
+    "StateSweep",
+    "dead_letter_message",
+    "served_score",
+]
 
 OFFSET_BYTES = 8
 
@@ -295,21 +304,26 @@ class ServeStep:
                 out.counts.expired_states += 1
 
     def _dead_letter(self, rec: InRecord, reason: str, detail: str, out: ServeOutput) -> None:
-        key, value = dead_letter(
-            topic=rec.topic,
-            partition=rec.partition,
-            offset=rec.offset,
-            key=rec.key,
-            value=rec.value,
-            reason=reason,
-            detail=detail,
-        )
-        out.dead_letters.append(OutMessage("dead-letter", key, value))
+        out.dead_letters.append(dead_letter_message(rec, reason, detail))
         out.counts.dead_letters[(rec.topic, reason)] += 1
 
     @staticmethod
     def _alerts(alerts: list[DriftAlert], out: ServeOutput) -> None:
         out.alerts.extend(a.to_dict() for a in alerts)
+
+
+def dead_letter_message(rec: InRecord, reason: str, detail: str) -> OutMessage:
+    """The ``dead-letter`` message for an input record that cannot be processed (bounded, with coordinates)."""
+    key, value = dead_letter(
+        topic=rec.topic,
+        partition=rec.partition,
+        offset=rec.offset,
+        key=rec.key,
+        value=rec.value,
+        reason=reason,
+        detail=detail,
+    )
+    return OutMessage("dead-letter", key, value)
 
 
 class StateSweep:
