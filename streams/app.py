@@ -166,6 +166,9 @@ def create_app(rt: Runtime, sender: Sender | None = None) -> faust.App:
         web_enabled=False,
         stream_recovery_delay=0.0,  # single-node broker: no need to wait for a rebalance storm
         broker_commit_interval=1.0,
+        # A dead worker's partitions move to the others after the session timeout (failover time).
+        broker_session_timeout=s.group_session_timeout_s,
+        broker_heartbeat_interval=max(0.5, s.group_session_timeout_s / 4),
         producer_linger_ms=2,
         datadir=str(datadir),
         key_serializer="raw",
@@ -205,6 +208,7 @@ def create_app(rt: Runtime, sender: Sender | None = None) -> faust.App:
         {slot.slot: slot.kind for slot in rt.slots},
         predictions_topic=s.topic("predictions"),
         rolling_window=s.rolling_window,
+        label_schema=rt.spec.label,
     )
     counters = BoundCounters(m, [slot.slot for slot in rt.slots])
     attribute_cache = AttributeCache(rt.store, ttl_s=60.0)

@@ -98,9 +98,10 @@ def _prepare(settings: Settings) -> None:
     from streams.services import ServiceError, ensure_topics, require_services
 
     try:
+        settings.check_signing_key()
         require_services(settings)
         ensure_topics(settings)
-    except ServiceError as exc:
+    except (ServiceError, SettingsError) as exc:
         _fail(str(exc))
 
 

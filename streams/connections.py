@@ -16,7 +16,11 @@ def redis_client(settings: Settings) -> redis.Redis:
 
 
 def open_registry(settings: Settings, client: Any | None = None) -> Registry:
-    """The model registry in Redis (signed snapshots), under ``<app_id>:registry``."""
+    """The model registry in Redis (signed snapshots), under ``<app_id>:registry``.
+
+    Refuses the development signing key off loopback (:meth:`Settings.check_signing_key`).
+    """
+    settings.check_signing_key()
     client = client if client is not None else redis_client(settings)
     return Registry(RedisRegistryStore(client, prefix=f"{settings.app_id}:registry"), settings.signing_key)
 

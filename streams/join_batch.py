@@ -45,6 +45,7 @@ from streams.join import Entry, JoinOutcome, LabelJoin
 from streams.partitions import partition_for
 from streams.records import Prediction, decode, encode
 from streams.serve import InRecord, OutMessage, dead_letter_message
+from streams.spec import LabelSchema
 from streams.validate import Invalid, validate_label
 
 __all__ = ["SERVED_METRICS", "BatchEntries", "JoinOutput", "JoinStep"]
@@ -140,7 +141,9 @@ class JoinStep:
         slot_kinds: Mapping[str, str],
         predictions_topic: str,
         rolling_window: int = 1000,
+        label_schema: LabelSchema | None = None,
     ) -> None:
+        self.label_schema = label_schema
         self.entries = BatchEntries(store)
         self.join = LabelJoin(ttl_s, entries=self.entries)
         self.entries.take_writes()  # reading the recovered entries is not a change
@@ -170,7 +173,7 @@ class JoinStep:
                 outcomes = self.join.on_prediction(pred)
             else:
                 # bytes → LabelRecord | Invalid → joined with its logged prediction(s), or waits
-                label = validate_label(rec.value)
+                label = validate_label(rec.value, self.label_schema)
                 if isinstance(label, Invalid):
                     self._dead_letter(rec, label, out)
                     continue

@@ -33,6 +33,10 @@ TOPIC_NAMES = (
 )
 
 
+DEV_SIGNING_KEY = "freshet-dev-key-change-me"
+LOOPBACK_HOSTS = ("localhost", "::1")
+
+
 class SettingsError(ValueError):
     """A setting has a value freshet cannot use; the message says which and what to do."""
 
@@ -68,11 +72,14 @@ class Settings:
     snapshot_every: int = 500
     # Model versions kept in the registry per slot (older ones are pruned; the current one never is).
     keep_versions: int = 20
-    # HMAC key for model snapshots; the default is for local runs only.
-    signing_key: str = "freshet-dev-key-change-me"
+    # HMAC key for model snapshots; the default is for local runs only (refused off loopback).
+    signing_key: str = DEV_SIGNING_KEY
     # Rolling window (examples) for rolling online metrics.
     rolling_window: int = 1000
     log_level: str = "warning"
+    # Failover: a worker that stops heartbeating loses its partitions after this long (Kafka's smallest
+    # allowed session timeout is 6 s, group.min.session.timeout.ms); Faust's default is 60 s.
+    group_session_timeout_s: float = 6.0
     # Batch at a time (DESIGN.md decision 8): each agent takes up to this many records at once...
     batch_max_events: int = 2000
     # ...or what arrived within this many milliseconds, whichever comes first (bounds the added latency).
@@ -106,6 +113,27 @@ class Settings:
                 value = "1" if value else "0"
             out[f"FRESHET_{f.name.upper()}"] = str(value)
         return out
+
+    def check_signing_key(self) -> None:
+        """Refuse the public development key unless every server freshet talks to is on loopback.
+
+        A snapshot is a pickle: whoever knows the key can make freshet run their code, and the development
+        key is in this repository.
+
+        >>> Settings().check_signing_key()  # all on 127.0.0.1: the development key is fine
+        >>> Settings(redis_host="redis").check_signing_key()  # doctest: +ELLIPSIS
+        Traceback (most recent call last):
+        ...
+        streams.settings.SettingsError: FRESHET_SIGNING_KEY is the public development key but redis is not on ...
+        """
+        if self.signing_key != DEV_SIGNING_KEY:
+            return
+        for what, host in (("kafka", self.kafka_host), ("redis", self.redis_host)):
+            if not (host.startswith("127.") or host in LOOPBACK_HOSTS):
+                raise SettingsError(
+                    f"FRESHET_SIGNING_KEY is the public development key but {what} is not on loopback ({host}); "
+                    "set FRESHET_SIGNING_KEY to a secret of your own"
+                )
 
     @property
     def spec_file(self) -> Path:

@@ -103,14 +103,33 @@ class EventSchema:
 
 @dataclass(frozen=True)
 class LabelSchema:
+    """What a label may be: a class (``classification``; ``classes`` lists the known ones, optional) or a
+    number (``regression``). A label that is not is dead-lettered ``bad_label`` by the worker's join, so it
+    never reaches the learner.
+
+    >>> LabelSchema.from_dict({"kind": "classification", "classes": [True, False]}).classes
+    (True, False)
+    """
+
     kind: str = "classification"
+    classes: tuple[bool | int | str, ...] | None = None
 
     @classmethod
     def from_dict(cls, raw: dict[str, Any]) -> LabelSchema:
+        unknown = set(raw) - {"kind", "classes"}
+        if unknown:
+            raise SpecError(f"[label] has unknown keys {sorted(unknown)}; allowed: ['classes', 'kind']")
         kind = raw.get("kind", "classification")
         if kind not in ("classification", "regression"):
             raise SpecError(f"[label] kind = {kind!r}: use 'classification' or 'regression'")
-        return cls(kind=kind)
+        classes = raw.get("classes")
+        if classes is not None:
+            if kind != "classification" or not isinstance(classes, list) or not classes:
+                raise SpecError("[label] classes: a non-empty list, for kind = 'classification' only")
+            if not all(isinstance(c, bool | int | str) for c in classes):
+                raise SpecError(f"[label] classes = {classes!r}: each class is a bool, an integer or a string")
+            classes = tuple(classes)
+        return cls(kind=kind, classes=classes)
 
 
 @dataclass(frozen=True)

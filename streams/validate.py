@@ -9,7 +9,7 @@ Reasons: ``undecodable`` (not UTF-8 JSON), ``not_an_object``, ``missing_field``,
 (the message, the id or entity, or a text field beyond the spec's limits).
 Missing *feature* fields are allowed (the feature engine skips them); the id, entity and time are required.
 
->>> from streams.spec import EventSchema
+>>> from streams.spec import EventSchema, LabelSchema
 >>> schema = EventSchema(fields={"amount": "float"})
 >>> ev = validate_event(b'{"id": "e1", "entity": "u1", "ts": 1700000000.5, "amount": 3}', schema, now_s=1.8e9)
 >>> ev.id, ev.entity, ev.ts, ev.fields
@@ -31,7 +31,7 @@ from typing import Any
 import orjson
 
 from streams.records import LabelRecord
-from streams.spec import EventSchema
+from streams.spec import EventSchema, LabelSchema
 
 FieldValue = float | int | str | bool | None
 
@@ -194,13 +194,18 @@ def validate_event(data: bytes | None, schema: EventSchema, now_s: float) -> Eve
     return Event(id=ids[0], entity=ids[1], ts=ts, fields=fields)
 
 
-def validate_label(data: bytes | None) -> LabelRecord | Invalid:
+def validate_label(data: bytes | None, schema: LabelSchema | None = None) -> LabelRecord | Invalid:
     """A user's label message ``{"id", "label", "ts"}`` checked, or why not.
+
+    With a ``schema`` the label must fit the slot's kind (a number for regression; a bool, an integer or
+    a string for classification, one of ``classes`` when the spec lists them): else ``bad_label``.
 
     >>> validate_label(b'{"id": "e1", "label": true, "ts": 12.5}')
     LabelRecord(id='e1', label=True, ts=12.5)
     >>> validate_label(b'{"id": "e1", "ts": 12.5}').reason
     'missing_field'
+    >>> validate_label(b'{"id": "e1", "label": "maybe", "ts": 1}', LabelSchema(classes=(True, False))).reason
+    'bad_label'
     """
     raw = _decode_object(data, "label")
     if isinstance(raw, Invalid):
@@ -213,8 +218,25 @@ def validate_label(data: bytes | None) -> LabelRecord | Invalid:
     value = raw["label"]
     if not isinstance(value, bool | int | float | str):
         return Invalid("wrong_type", f"label must be a class or a number, got {type(value).__name__}")
+    if schema is not None:
+        bad = _bad_label(value, schema)
+        if bad:
+            return Invalid("bad_label", bad)
     try:
         ts = parse_timestamp(raw.get("ts", time.time()))
     except ValueError as exc:
         return Invalid("bad_timestamp", str(exc))
     return LabelRecord(id=str(event_id), label=value, ts=ts)
+
+
+def _bad_label(value: bool | int | float | str, schema: LabelSchema) -> str:
+    """Why ``value`` cannot be a label of ``schema`` ('' when it can)."""
+    if schema.kind == "regression":
+        if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+            return f"a regression label must be a finite number, got {value!r}"
+        return ""
+    if isinstance(value, float):
+        return f"a class must be a bool, an integer or a string, got {value!r}"
+    if schema.classes is not None and not any(type(value) is type(c) and value == c for c in schema.classes):
+        return f"label {value!r} is not one of the spec's classes {list(schema.classes)}"
+    return ""

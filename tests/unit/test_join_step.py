@@ -108,3 +108,17 @@ def test_a_malformed_prediction_record_is_dead_lettered_not_raised() -> None:
         "undecodable", "bad_prediction", "not_an_object", "missing_field",
     ]
     assert out.dead_letter_reasons[("predictions", "bad_prediction")] == 1 and out.examples == []
+
+
+def test_labels_that_do_not_fit_the_slot_are_dead_lettered_as_bad_label() -> None:
+    from streams.spec import LabelSchema
+
+    step = JoinStep(TTL, {}, 1, {"default": "classification"}, predictions_topic="predictions",
+                    label_schema=LabelSchema(classes=(True, False)))
+    p = pred("e1", 100.0)
+    labels = [b'{"id": "e1", "label": "maybe", "ts": 101}', b'{"id": "e1", "label": 2, "ts": 101}',
+              b'{"id": "e1", "label": 0.5, "ts": 101}', b'{"id": "e1", "label": false, "ts": 101}']
+    out = step.on_batch([InRecord("predictions", 0, 0, b"e1", encode(p.to_dict()), 100.0)]
+                        + [InRecord("labels", 0, i, b"e1", v, 101.0) for i, v in enumerate(labels)])
+    assert [orjson.loads(m.value)["reason"] for m in out.dead_letters] == ["bad_label"] * 3
+    assert [orjson.loads(m.value)["label"] for m in out.examples] == [False]
