@@ -40,7 +40,6 @@ PEERS_DIR = Path(__file__).resolve().parent / "peers"
 PEER_SPEC = Path(__file__).resolve().parent / "peer_spec.toml"
 DEMO_SPEC = ROOT / "pipelines" / "demo.toml"
 N_ENTITIES = 1000
-LABEL_DELAY_S = 0.2
 WARMUP_EVENTS = 20
 LOG_APPEND = {"message.timestamp.type": "LogAppendTime"}
 
@@ -155,14 +154,15 @@ def write_items(path: Path, n: int, seed: int = 11) -> Path:
 
 
 def messages_written(bootstrap: str, prefix: str, inputs: list[str]) -> dict[str, int]:
-    """Messages in every topic whose name starts with ``prefix`` (inputs left out): outputs, changelogs."""
+    """Messages in every topic whose name holds ``prefix`` (inputs left out): outputs and changelogs
+    (Quix names them ``changelog__<group>--<topic>--<store>``, Faust ``<app_id>-<table>-changelog``)."""
     consumer = KafkaConsumer(bootstrap_servers=bootstrap, group_id=None)
     try:
         out: dict[str, int] = {}
-        for topic in sorted(t for t in consumer.topics() if t.startswith(prefix) and t not in inputs):
+        for topic in sorted(t for t in consumer.topics() if prefix in t and t not in inputs):
             parts = consumer.partitions_for_topic(topic) or set()
             ends = consumer.end_offsets([TopicPartition(topic, p) for p in parts])
-            out[topic.removeprefix(prefix)] = sum(ends.values())
+            out[topic.replace(prefix, "").strip("-_") or topic] = sum(ends.values())
         return out
     finally:
         consumer.close()
