@@ -137,10 +137,49 @@ class _ROCAUC:
         return float(-integrate.trapezoid(x=fprs, y=tprs))
 
 
+class _LogLoss:
+    """River's binary ``LogLoss`` (and ``utils.Rolling`` of it) with the same float operations, 3x cheaper.
+
+    >>> fast, river = _LogLoss(window=2), utils.Rolling(metrics.LogLoss, window_size=2)
+    >>> for yt, p in [(True, 0.9), (False, 0.4), (True, 0.0), (False, 0.8)]:
+    ...     fast.update(yt, p); river.update(yt, p)
+    >>> fast.get() == river.get()
+    True
+    """
+
+    __slots__ = ("mean", "n", "window")
+
+    def __init__(self, window: int | None = None) -> None:
+        self.n = 0.0
+        self.mean = 0.0
+        self.window: collections.deque[float] | None = None if window is None else collections.deque(maxlen=window)
+
+    def update(self, y_true: Any, p_true: float) -> None:
+        p = max(min(p_true, 1 - 1e-15), 1e-15)
+        x = -math.log(p) if y_true else -math.log(1 - p)
+        window = self.window
+        if window is not None:
+            if len(window) == window.maxlen:
+                old = window[0]
+                self.n -= 1.0
+                if self.n == 0:
+                    self.mean = 0.0
+                else:
+                    self.mean -= (1.0 / self.n) * (old - self.mean)
+            window.append(x)
+        self.n += 1.0
+        self.mean += (1.0 / self.n) * (x - self.mean)
+
+    def get(self) -> float:
+        return self.mean
+
+
 def _make(name: str, binary: bool, window: int | None) -> Any:
     """A metric for ``name`` (River's or an exact faster equivalent); rolling over ``window`` examples when given."""
     if name == "accuracy" or (name == "f1" and binary):
         return _Counts(name, window)
+    if name == "log_loss" and binary:
+        return _LogLoss(window)
     if name == "roc_auc" and window is None:
         return _ROCAUC()
     if name == "roc_auc":
@@ -290,9 +329,26 @@ class OnlineScorer:
         if not self._trackers:
             self._init(y_true)
         proba = align_proba(proba, y_true)
-        for cumulative, rolling in self._trackers:
-            cumulative.update(y_true, y_pred, proba)
-            rolling.update(y_true, y_pred, proba)
+        first = self._trackers[0][0]
+        if first.binary:
+            # Binary classification: the arguments each metric takes, computed once for all of them.
+            positive = first.positive
+            is_pos = y_true == positive
+            pairs = (is_pos, proba.get(positive, 0.0)) if proba else None
+            counts = (is_pos, y_pred == positive)
+            for cumulative, rolling in self._trackers:
+                name = cumulative.name
+                args = pairs if name in _PROBA else counts if name == "f1" else (y_true, y_pred)
+                if args is None:
+                    continue
+                cumulative.metric.update(*args)
+                cumulative.n += 1
+                rolling.metric.update(*args)
+                rolling.n += 1
+        else:
+            for cumulative, rolling in self._trackers:
+                cumulative.update(y_true, y_pred, proba)
+                rolling.update(y_true, y_pred, proba)
         self.n += 1
 
     def get(self, metric: str, rolling: bool = False) -> float:

@@ -39,7 +39,7 @@ __all__ = ["PublicationSchedule"]
 class PublicationSchedule:
     """Decides, per slot, when the next champion record is due (see the module docstring)."""
 
-    every_s: float = 0.25  # 0 or less: by time never (only snapshots and the early ones)
+    every_s: float = 0.25  # 0 or less: by time (and on idle) never, only with snapshots and the early ones
     snapshot_every: int = 500
     early: bool = True
     cost_factor: float = 20.0
@@ -58,7 +58,7 @@ class PublicationSchedule:
         if snapshot:
             return True
         since = now - self.last_ts
-        if idle:
+        if idle and self.every_s > 0:
             return since >= self.min_interval_s
         if self.early and examples_learned >= self._next_early and examples_learned <= self.snapshot_every:
             return since >= self.min_interval_s

@@ -562,9 +562,10 @@ class Registry:
     def load_record(self, name: str) -> tuple[Any, ModelMeta]:
         """Verify and unpickle the latest champion record: ``(champion model, meta)``."""
         raw = self.store.get_record(name)
-        if raw is None or raw[0] is None:
+        blob = None if raw is None else raw[0]
+        if raw is None or blob is None:
             raise SnapshotError(f"no champion record of {name!r} in the registry")
-        blob, encoded = raw
+        encoded = raw[1]
         meta = _decode_meta(encoded, name, 0)
         if meta.name != name or meta.role != "champion":
             raise SnapshotError(f"champion record of {name!r} is tampered: it says {meta.ref} ({meta.role})")

@@ -14,6 +14,7 @@ Every announcement also tells the predictor how far the learner is (staleness, s
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 from typing import Any
@@ -153,10 +154,8 @@ async def follow_versions(
                         continue
                     slot = (r.key or b"").decode()
                     announced.add(slot)
-                    try:
+                    with contextlib.suppress(ValueError):  # not JSON: still a reason to look again
                         follower.note(slot, decode(r.value))
-                    except ValueError:
-                        pass  # not JSON: still a reason to look at the registry
             for slot in announced & follower.slots.keys():
                 await loop.run_in_executor(None, follower.refresh, slot)
             follower.export_staleness(time.time())

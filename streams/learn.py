@@ -97,10 +97,10 @@ class SlotIO:
 
     def score_served(self, kind: str, example: Example, learned_before: int) -> None:
         """What the user got for this example: the served prediction against the label, and its staleness."""
-        y_pred = example.served_prediction
+        y_pred: Any = example.served_prediction
         if y_pred is None:
             return
-        y = example.label
+        y: Any = example.label
         if kind == "regression":
             y, y_pred = float(y), float(y_pred)
         proba = example.served_probabilities or None

@@ -529,7 +529,8 @@ def test_tampered_snapshot_is_refused_and_rollback_serves_the_parent_exactly(
     learner adopts it and saves it as a new version with v1's models), and the served probabilities on
     a probe set equal those of v1 loaded from the registry, exactly.
     """
-    s = with_ports(settings, spec=PHISHING_SPEC, snapshot_every=200)
+    # Snapshots only (no champion records by time or early ones): versions 1, 2, 3 are the three snapshots.
+    s = with_ports(settings, spec=PHISHING_SPEC, snapshot_every=200, publish_every_s=0.0, publish_early=False)
     items = stream_items("phishing", 1250)
     chunks, probes = [items[0:200], items[200:400], items[400:600]], items[1000:1100]
     registry = open_registry(s)
