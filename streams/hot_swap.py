@@ -74,7 +74,7 @@ class VersionFollower:
             current = self.registry.current_version(slot)
             record = self.registry.record_meta(slot)
             served = self.served_version(slot)
-            if record is not None and record.parent is not None and record.parent == current:
+            if record is not None and record.parent == current:  # (None == None: no snapshot yet)
                 if record.version == served and self._pointer.get(slot) == current:
                     return False
                 if record.version < served and self._pointer.get(slot) == current:

@@ -281,7 +281,9 @@ class LearnerLoop:
         batch = self.learn_batch(records)
         if batch.n:
             self.last_example_wall = time.monotonic()
-        self._write(batch, idle=not records)
+        # Caught up (nothing more to read): publish what was learned now, as the cost allows. In a live
+        # stream that is after every example or few; in a backlog, records go out by time.
+        self._write(batch, idle=not records or self._caught_up())
         if time.monotonic() - self._last_lag > 5.0:
             self._last_lag = time.monotonic()
             self._report_lag()
@@ -394,6 +396,14 @@ class LearnerLoop:
         if batch.sends:
             self.producer.flush(timeout=30)
         return written
+
+    def _caught_up(self) -> bool:
+        """Whether every assigned partition has been read to its high watermark (known from the last fetch)."""
+        for tp in self.consumer.assignment():
+            highwater = self.consumer.highwater(tp)
+            if highwater is None or self.consumer.position(tp) < highwater:
+                return False
+        return True
 
     def _report_lag(self) -> None:
         tps = list(self.consumer.assignment())

@@ -102,9 +102,9 @@ def sample_sum(samples: Mapping[str, float], name: str, **labels: str) -> float 
 def sample_max(samples: Mapping[str, float], name: str) -> float | None:
     """The largest sample of ``name`` (over its labels), or None when there is none.
 
-    >>> sample_max({'freshet_served_model_staleness_examples{model="a"}': 3.0,
-    ...             'freshet_served_model_staleness_examples{model="b"}': 7.0}, "freshet_served_model_staleness_examples")
-    7.0
+    >>> name = "freshet_served_model_staleness_examples"
+    >>> sample_max({name + '{model="a"}': 3.0, name + '{model="b"}': 7.0}, name), sample_max({}, name)
+    (7.0, None)
     """
     values = [v for k, v in samples.items() if parse_key(k)[0] == name]
     return max(values) if values else None
