@@ -363,7 +363,8 @@ class LearnerLoop:
         for slot, io in self._io.items():
             learner = self.learners[slot]
             group = learner.group
-            if io.schedule.due(group.examples_learned, now, idle=idle or final):
+            caught_up = (idle and self.settings.publish_when_caught_up) or final
+            if io.schedule.due(group.examples_learned, now, idle=caught_up):
                 started = time.perf_counter()
                 record = self.registry.publish(
                     slot, self._champion_blob(learner), base=learner.version,
@@ -396,6 +397,13 @@ class LearnerLoop:
         if batch.sends:
             self.producer.flush(timeout=30)
         return written
+
+    def _snapshot_examples(self, slot: str) -> int:
+        """Examples learned in the slot's last snapshot (-1: none)."""
+        version = self.learners[slot].version
+        if version is None:
+            return -1 if self.learners[slot].group.examples_learned else 0
+        return self.registry.meta(slot, version).examples_learned
 
     def _caught_up(self) -> bool:
         """Whether every assigned partition has been read to its high watermark (known from the last fetch)."""
@@ -512,9 +520,16 @@ class LearnerLoop:
         batch.sends.append(("dead-letter", key, value))
 
     def close(self) -> None:
-        """Publish what was learned since the last record and the last metrics, then close."""
+        """Snapshot what was learned since the last snapshot, publish the last record and metrics, close.
+
+        (A SIGKILL skips this: the next learner resumes from the last snapshot and learns the rest again.)
+        """
         try:
-            self._write(Batch(), final=True)
+            batch = Batch()
+            for slot, learner in self.learners.items():
+                if learner.group.examples_learned != self._snapshot_examples(slot):
+                    batch.captures.append((slot, learner.capture(), self._champion_blob(learner)))
+            self._write(batch, final=True)
         finally:
             self.producer.flush(timeout=30)
             self.producer.close(timeout=10)

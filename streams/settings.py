@@ -72,6 +72,9 @@ class Settings:
     publish_every_s: float = 0.25
     # Early in a slot's life, also after examples 1, 2, 4, 8, ... up to snapshot_every.
     publish_early: bool = True
+    # Also publish whenever the learner has caught up with its input (a live stream: after every example or
+    # few); off, records go out by time, count and early ones only (``freshet experiment freshness``).
+    publish_when_caught_up: bool = True
     # A big model is republished at most every publish_cost_factor x (what publishing it cost), so a
     # worker is never asked to load versions faster than it can.
     publish_cost_factor: float = 20.0

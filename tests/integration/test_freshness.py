@@ -21,8 +21,9 @@ import pytest
 from river import datasets, evaluate, metrics
 
 from models.spec import build_model
+from streams import freshness
 from streams.learn import load_slots
-from streams.readers import TopicReader, read_until
+from streams.readers import read_until
 from streams.settings import Settings
 from tests.integration.loop_helpers import running, with_ports, worker_url
 from tests.integration.test_learning import (
@@ -31,10 +32,7 @@ from tests.integration.test_learning import (
     Item,
     features,
     metric,
-    producing,
     progressive_accuracy,
-    send_event,
-    send_label,
     stream_items,
 )
 
@@ -55,39 +53,9 @@ def trump_items() -> list[Item]:
     ]
 
 
-def serve(s: Settings, items: list[Item], delay: int = 0, timeout_s: float = 120.0) -> list[dict[str, Any]]:
-    """Events at RATE; label i as soon as the prediction of event i + delay is seen. Returns the predictions."""
-    index = {event["id"]: i for i, (event, _) in enumerate(items)}
-    seen: dict[int, dict[str, Any]] = {}
-    labelled = 0
-    reader = TopicReader(s, "predictions")
-    try:
-        with producing(s) as producer:
-            start = time.monotonic()
-            sent = 0
-            deadline = start + len(items) / RATE + timeout_s
-            while labelled < len(items):
-                if time.monotonic() > deadline:
-                    raise AssertionError(f"timed out: {len(seen)} predictions seen, {labelled} labels sent")
-                now = time.monotonic()
-                while sent < len(items) and now >= start + sent / RATE:
-                    send_event(producer, s, items[sent][0])
-                    sent += 1
-                producer.flush()
-                for _, value, _ in reader.poll(0.002):
-                    if isinstance(value, dict) and value.get("id") in index:
-                        seen.setdefault(index[value["id"]], value)
-                # Labels whose trigger (the prediction `delay` events later, or the end) has been seen.
-                while labelled < len(items) and (
-                    labelled + delay in seen or (len(seen) == len(items) and labelled in seen)
-                ):
-                    event, label = items[labelled]
-                    send_label(producer, s, event, label, delay_s=0.0)
-                    labelled += 1
-                producer.flush()
-    finally:
-        reader.close()
-    return [seen[i] for i in range(len(items))]
+def serve(s: Settings, items: list[Item], delay: int = 0) -> list[dict[str, Any]]:
+    """Events at RATE; label i as soon as the prediction of event i + delay is seen (streams.freshness)."""
+    return freshness.serve(s, items, RATE, delay=delay)
 
 
 def served_accuracy(items: list[Item], predictions: list[dict[str, Any]]) -> float:

@@ -357,12 +357,14 @@ def test_learner_killed_repeatedly_ends_with_the_model_of_an_uninterrupted_run(
 ) -> None:
     """SIGKILL the learner mid-interval four times; its last snapshot equals an uninterrupted run's.
 
+    (The last learner is stopped with SIGTERM at the end and snapshots on shutdown, as does the reference.)
+
     The kills are spread over the run (past 1/5, 2/5, ... of the examples), each when the learner has
     learned at least 20 examples past its last snapshot, so the lives lose work that the next one must
     learn again from the snapshot's offset (asserted). The group (LR champion, HAT challenger) is
     promoted on the way, so the promotion too must survive the crashes. The uninterrupted run is
     models.learner.Learner in this process, fed the ``examples`` topic in offset order with the same
-    snapshot interval. Both final snapshots (the last interval's examples are in neither) must hold the
+    snapshot interval. Both final snapshots must hold the
     same champion, offsets, metrics and promotions, and every model must give the same probabilities on
     a probe set.
     """
@@ -420,6 +422,7 @@ def test_learner_killed_repeatedly_ends_with_the_model_of_an_uninterrupted_run(
                         snapshot_every=CRASH_SNAPSHOT_EVERY)
     for _, value, meta in sorted(examples, key=lambda r: r[2]["offset"]):
         reference.process(Example.from_dict(value), meta["offset"])
+    reference.snapshot()  # as the learner does when it is stopped (SIGTERM) at the end
     reference_meta = reference_registry.current(SLOT)
     assert reference_meta is not None
     uninterrupted = ModelGroup.from_state(reference_registry.load(SLOT)[0], slot_def(s))
