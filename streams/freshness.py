@@ -193,7 +193,7 @@ def plot(results: Sequence[dict[str, Any]], out: Path, title: str) -> None:
         ax.axhline(learner[-1], color="tab:green", linestyle="--", linewidth=1,
                    label=f"learner's test-then-train {results[0]['metric']}")
         ax.legend(loc="best", fontsize=8)
-    ax.set_xscale("symlog", linthresh=1.0)
+    ax.set_xlim(left=0)
     ax.set_xlabel("mean staleness of the serving version (examples behind the learner)")
     ax.set_ylabel(f"served {results[0]['metric'] if results else ''}")
     ax.set_title(title, fontsize=10)
