@@ -331,25 +331,37 @@ class OnlineScorer:
         proba = align_proba(proba, y_true)
         first = self._trackers[0][0]
         if first.binary:
-            # Binary classification: the arguments each metric takes, computed once for all of them.
+            # Binary classification: the arguments each metric takes, computed once for all of them, and
+            # each metric's update method looked up once per scorer (this runs per example per model).
+            plan = self.__dict__.get("_plan") or self._make_plan()
             positive = first.positive
             is_pos = y_true == positive
-            pairs = (is_pos, proba.get(positive, 0.0)) if proba else None
-            counts = (is_pos, y_pred == positive)
-            for cumulative, rolling in self._trackers:
-                name = cumulative.name
-                args = pairs if name in _PROBA else counts if name == "f1" else (y_true, y_pred)
+            by_code = ((is_pos, proba.get(positive, 0.0)) if proba else None, (is_pos, y_pred == positive),
+                       (y_true, y_pred))
+            for code, cumulative, rolling, update_cumulative, update_rolling in plan:
+                args = by_code[code]
                 if args is None:
                     continue
-                cumulative.metric.update(*args)
+                update_cumulative(*args)
                 cumulative.n += 1
-                rolling.metric.update(*args)
+                update_rolling(*args)
                 rolling.n += 1
         else:
             for cumulative, rolling in self._trackers:
                 cumulative.update(y_true, y_pred, proba)
                 rolling.update(y_true, y_pred, proba)
         self.n += 1
+
+    def _make_plan(self) -> list[tuple[int, _Tracker, _Tracker, Any, Any]]:
+        codes = {name: 0 for name in _PROBA} | {"f1": 1}
+        plan = [(codes.get(c.name, 2), c, r, c.metric.update, r.metric.update) for c, r in self._trackers]
+        self._plan = plan
+        return plan
+
+    def __getstate__(self) -> dict[str, Any]:
+        state = dict(self.__dict__)
+        state.pop("_plan", None)  # bound methods: rebuilt after unpickling
+        return state
 
     def get(self, metric: str, rolling: bool = False) -> float:
         """One metric's value (NaN before anything was scored)."""
