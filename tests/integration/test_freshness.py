@@ -13,6 +13,7 @@ the stream went idle) has scored every example and agrees with what the test sco
 
 from __future__ import annotations
 
+import os
 import time
 from pathlib import Path
 from typing import Any
@@ -21,6 +22,7 @@ import pytest
 from river import datasets, evaluate, metrics
 
 from models.spec import build_model
+from producers.synthetic import SyntheticStream
 from streams import freshness
 from streams.learn import load_slots
 from streams.readers import read_until
@@ -133,3 +135,37 @@ def features_of(event: dict[str, Any]) -> dict[str, float]:
     if event["id"].startswith("trump-"):
         return {k: v for k, v in event.items() if k not in ("id", "entity", "ts")}
     return features(event)
+
+
+SEA_EVENTS = int(os.environ.get("FRESHET_TEST_SEA_EVENTS", "90000"))
+
+
+@pytest.mark.skipif(
+    not os.environ.get("FRESHET_TEST_LONG"),
+    reason="15 minutes at 100 events/s (90,000 events): set FRESHET_TEST_LONG=1 to run it",
+)
+def test_served_accuracy_on_sea_with_two_drifts_is_within_0_002_of_the_learner(
+    settings: Settings, tmp_path: Path
+) -> None:
+    """SEA, two abrupt drifts (at 1/3 and 2/3): what users got is within 0.002 of the learner's own score."""
+    spec = tmp_path / "sea.toml"
+    spec.write_text(
+        '[event]\nid = "id"\nentity = "entity"\ntime = "ts"\nmax_age_s = 0\n'
+        '[event.fields]\nx1 = "float"\nx2 = "float"\nx3 = "float"\n[label]\nkind = "classification"\n'
+    )
+    n = SEA_EVENTS
+    start = time.time() - n * 0.01 - 60.0
+    items = list(SyntheticStream(kind="sea", n_events=n, n_entities=200, seed=42, start_ts=start, step_s=0.01,
+                                 drift_at=[n // 3, 2 * n // 3]))
+    s = with_ports(settings, spec=spec)
+    with running(s, logs=tmp_path):
+        predictions = serve(s, items)
+        records = read_until(
+            s, "metrics", timeout_s=60,
+            done=lambda r: any(v.get("role") == "champion" and v.get("n") == n for _, v, _ in r),
+        )
+    learner = [v for _, v, _ in records if v.get("role") == "champion" and v.get("n") == n][-1]["metrics"]["accuracy"]
+    accuracy = served_accuracy(items, predictions)
+    print(f"\nsea, {n} events, drifts at {n // 3} and {2 * n // 3}, default settings: served {accuracy:.4f} "
+          f"vs learner {learner:.4f}")
+    assert accuracy == pytest.approx(learner, abs=0.002)
