@@ -31,7 +31,8 @@ from __future__ import annotations
 import logging
 import math
 import numbers
-from dataclasses import dataclass, replace
+import pickle
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from models.champion import ModelGroup, PromotionEvent
@@ -39,7 +40,7 @@ from models.registry import ModelMeta, Registry
 from models.spec import ModelSlotDef
 from streams.records import Example
 
-__all__ = ["BadExample", "LearnOutput", "Learner", "check_label"]
+__all__ = ["BadExample", "Capture", "LearnOutput", "Learner", "check_label"]
 
 _log = logging.getLogger(__name__)
 
@@ -80,6 +81,18 @@ class LearnOutput:
     promotion: PromotionEvent | None = None
     metrics: dict[str, dict[str, float]] | None = None  # periodic: {model: {metric: value}}
     error: str | None = None  # why a bad example was not learned (dead-letter it)
+    snapshot_due: bool = False  # a snapshot falls here (count or promotion); learn_one leaves it to the caller
+
+
+@dataclass(frozen=True)
+class Capture:
+    """A snapshot taken (pickled) at one example and written later (once per batch): see :meth:`Learner.capture`."""
+
+    blob: bytes
+    offset: int
+    examples_learned: int
+    champion: str
+    metrics: dict[str, dict[str, float]] = field(default_factory=dict)
 
 
 class Learner:
@@ -141,7 +154,27 @@ class Learner:
                    offset=meta.offset, parent=meta.version)
 
     def process(self, example: Example, offset: int) -> LearnOutput:
-        """Score and learn one example at ``offset`` (once: offsets at or below the last one are skipped)."""
+        """Score and learn one example at ``offset`` (once: offsets at or below the last one are skipped).
+
+        Snapshots when one is due and computes the metrics every ``metrics_every`` examples. The learner
+        process uses :meth:`learn_one` and :meth:`capture` instead, to write once per batch.
+        """
+        out = self.learn_one(example, offset)
+        if out.skipped:
+            return out
+        snapshot = metrics = None
+        if out.snapshot_due or self.group.examples_learned % self.metrics_every == 0:
+            metrics = self.group.metrics()
+        if out.snapshot_due:
+            snapshot = self.commit(self.capture(metrics))
+        return replace(out, snapshot=snapshot, metrics=metrics)
+
+    def learn_one(self, example: Example, offset: int) -> LearnOutput:
+        """Score and learn one example, no I/O; ``snapshot_due`` says a snapshot falls here.
+
+        The count restarts at a due snapshot whether or not the caller takes it, so snapshots fall at the
+        same examples however the stream is cut into batches.
+        """
         if offset <= self.offset:
             return LearnOutput(offset=offset, skipped=True, predictions={})
         if example.slot != self.group.slot:
@@ -160,31 +193,42 @@ class Learner:
         if promotion is not None:
             promotion = replace(promotion, offset=offset)
             self.group.promotions[-1] = promotion
-        snapshot = metrics = None
         # A promotion is snapshotted at once so predictors swap to the new champion.
         due = promotion is not None or self._since_snapshot >= self.snapshot_every
-        if due or self.group.examples_learned % self.metrics_every == 0:
-            metrics = self.group.metrics()
         if due:
-            snapshot = self.snapshot(metrics)
+            self._since_snapshot = 0
         return LearnOutput(
-            offset=offset, skipped=False, predictions=predictions, snapshot=snapshot, promotion=promotion,
-            metrics=metrics,
+            offset=offset, skipped=False, predictions=predictions, promotion=promotion, snapshot_due=due
         )
+
+    def capture(self, metrics: dict[str, dict[str, float]] | None = None) -> Capture:
+        """Pickle the whole group now, with the offset of the last example learned (no I/O)."""
+        self._since_snapshot = 0
+        return Capture(
+            blob=pickle.dumps(self.group.state(), protocol=pickle.HIGHEST_PROTOCOL),
+            offset=self.offset,
+            examples_learned=self.group.examples_learned,
+            champion=self.group.champion,
+            metrics=metrics if metrics is not None else self.group.metrics(),
+        )
+
+    def commit(self, capture: Capture, make_current: bool = True) -> ModelMeta:
+        """Save a capture (signed) as the slot's next version; current unless told otherwise."""
+        meta = self.registry.save_blob(
+            self.name,
+            capture.blob,
+            parent=self.version,
+            slot=self.group.slot,
+            examples_learned=capture.examples_learned,
+            offset=capture.offset,
+            metrics=capture.metrics,
+            role="group",
+            champion=capture.champion,
+            make_current=make_current,
+        )
+        self.version = meta.version
+        return meta
 
     def snapshot(self, metrics: dict[str, dict[str, float]] | None = None) -> ModelMeta:
         """Save the group now (signed, with the offset of the last example learned) and make it current."""
-        meta = self.registry.save(
-            self.name,
-            self.group.state(),
-            parent=self.version,
-            slot=self.group.slot,
-            examples_learned=self.group.examples_learned,
-            offset=self.offset,
-            metrics=metrics if metrics is not None else self.group.metrics(),
-            role="group",
-            champion=self.group.champion,
-        )
-        self.version = meta.version
-        self._since_snapshot = 0
-        return meta
+        return self.commit(self.capture(metrics))

@@ -14,6 +14,14 @@ Storage is behind :class:`RegistryStore`: :class:`RedisRegistryStore` for the re
     {p}:model:{n}:v{version}:blob   the pickled snapshot
     {p}:model:{n}:v{version}:meta   hash: one JSON-encoded field per ModelMeta attribute, + signature
     {p}:model:{n}:current           the version predictors serve (promote / rollback move it)
+    {p}:model:{n}:record:blob       the latest *champion record*: the pickled champion alone (what serving needs)
+    {p}:model:{n}:record:meta       its signed metadata (role "champion", parent = the snapshot it descends from)
+
+Two kinds of version share one counter, so a version number is never reused for a different model:
+*snapshots* (:meth:`Registry.save`: the whole group with the offset, for recovery, promote and rollback)
+and *champion records* (:meth:`Registry.publish`: only the champion, small, published far more often,
+what workers hot-swap). A record made at a snapshot carries the snapshot's version. Only the latest record
+is kept; it is signed and verified exactly like a snapshot.
 
 >>> registry = Registry(InMemoryRegistryStore(), signing_key="k", clock=lambda: 100.0)
 >>> v1 = registry.save("default", {"w": 1}, offset=9, examples_learned=10)
@@ -185,6 +193,10 @@ class RegistryStore(Protocol):
 
     def names(self) -> list[str]: ...
 
+    def put_record(self, name: str, blob: bytes, meta: Mapping[str, str]) -> None: ...
+
+    def get_record(self, name: str, with_blob: bool = True) -> tuple[bytes | None, dict[str, str]] | None: ...
+
 
 class InMemoryRegistryStore:
     """A :class:`RegistryStore` in a dict, for unit tests only.
@@ -199,6 +211,7 @@ class InMemoryRegistryStore:
         self._blobs: dict[tuple[str, int], bytes] = {}
         self._metas: dict[tuple[str, int], dict[str, str]] = {}
         self._current: dict[str, int] = {}
+        self._records: dict[str, tuple[bytes, dict[str, str]]] = {}
         self._lock = threading.Lock()
 
     def next_version(self, name: str) -> int:
@@ -232,6 +245,15 @@ class InMemoryRegistryStore:
 
     def names(self) -> list[str]:
         return sorted({n for (n, _) in self._metas})
+
+    def put_record(self, name: str, blob: bytes, meta: Mapping[str, str]) -> None:
+        self._records[name] = (bytes(blob), dict(meta))
+
+    def get_record(self, name: str, with_blob: bool = True) -> tuple[bytes | None, dict[str, str]] | None:
+        record = self._records.get(name)
+        if record is None:
+            return None
+        return (record[0] if with_blob else None), dict(record[1])
 
 
 class RedisRegistryStore:
@@ -295,6 +317,25 @@ class RedisRegistryStore:
     def names(self) -> list[str]:
         return sorted(_text(n) for n in self.redis.smembers(f"{self.prefix}:models"))
 
+    def put_record(self, name: str, blob: bytes, meta: Mapping[str, str]) -> None:
+        # One MULTI/EXEC, and read back in one: a reader never pairs a record's blob with another's meta.
+        pipe = self.redis.pipeline(transaction=True)
+        pipe.set(self._k(name, "record", "blob"), blob)
+        pipe.delete(self._k(name, "record", "meta"))
+        pipe.hset(self._k(name, "record", "meta"), mapping=dict(meta))
+        pipe.execute()
+
+    def get_record(self, name: str, with_blob: bool = True) -> tuple[bytes | None, dict[str, str]] | None:
+        pipe = self.redis.pipeline(transaction=True)
+        pipe.hgetall(self._k(name, "record", "meta"))
+        if with_blob:
+            pipe.get(self._k(name, "record", "blob"))
+        replies = pipe.execute()
+        if not replies[0]:
+            return None
+        blob = bytes(replies[1]) if with_blob and replies[1] is not None else None
+        return blob, {_text(k): _text(v) for k, v in replies[0].items()}
+
 
 def _text(value: bytes | str) -> str:
     return value.decode() if isinstance(value, bytes) else value
@@ -343,6 +384,15 @@ class Registry:
         self,
         name: str,
         obj: Any,
+        **kwargs: Any,
+    ) -> ModelMeta:
+        """Pickle, sign and store ``obj`` as the next version of ``name``; the parent defaults to current."""
+        return self.save_blob(name, pickle.dumps(obj, protocol=pickle.HIGHEST_PROTOCOL), **kwargs)
+
+    def save_blob(
+        self,
+        name: str,
+        blob: bytes,
         *,
         parent: int | _Auto | None = _Auto.AUTO,
         slot: str | None = None,
@@ -353,10 +403,9 @@ class Registry:
         champion: str | None = None,
         make_current: bool = True,
     ) -> ModelMeta:
-        """Pickle, sign and store ``obj`` as the next version of ``name``; the parent defaults to current."""
+        """:meth:`save` for bytes pickled already (the learner pickles at the example, writes per batch)."""
         if not name or "@" in name:
             raise SnapshotError(f"model name {name!r}: use a non-empty name without '@'")
-        blob = pickle.dumps(obj, protocol=pickle.HIGHEST_PROTOCOL)
         if parent is _Auto.AUTO:
             parent = self.store.get_current(name)
         version = self.store.next_version(name)
@@ -453,3 +502,72 @@ class Registry:
 
     def names(self) -> list[str]:
         return self.store.names()
+
+    # -- champion records: what workers serve ------------------------------------------------------
+
+    def current_version(self, name: str) -> int | None:
+        """The current pointer alone (not verified: for comparing, never for loading)."""
+        return self.store.get_current(name)
+
+    def publish(
+        self,
+        name: str,
+        blob: bytes,
+        *,
+        version: int | None = None,
+        base: int | None,
+        examples_learned: int,
+        offset: int,
+        champion: str,
+        created_ts: float | None = None,
+    ) -> ModelMeta:
+        """Sign and store a champion record (the pickled champion alone) as ``name``'s latest record.
+
+        ``version``: the snapshot's when the record is made at one, else the next number of the shared
+        counter. ``base``: the snapshot version the learner's models descend from (a worker serves a record
+        only while the registry's current pointer is its base: after a rollback, older records are stale).
+
+        >>> reg = Registry(InMemoryRegistryStore(), "k", clock=lambda: 5.0)
+        >>> snap = reg.save("m", {"group": 1}, offset=9, examples_learned=10)
+        >>> rec = reg.publish("m", pickle.dumps("champion"), base=snap.version, examples_learned=12, offset=11,
+        ...                   champion="lr")
+        >>> rec.version, rec.parent, rec.role, reg.load_record("m")[0]
+        (2, 1, 'champion', 'champion')
+        """
+        if version is None:
+            version = self.store.next_version(name)
+        meta = sign_snapshot(
+            blob,
+            ModelMeta(
+                name=name, version=version, parent=base, slot=name,
+                created_ts=float(self._clock() if created_ts is None else created_ts),
+                examples_learned=int(examples_learned), offset=int(offset), role="champion", champion=champion,
+            ),
+            self._key,
+        )
+        self.store.put_record(name, blob, _encode_meta(meta))
+        return meta
+
+    def record_meta(self, name: str) -> ModelMeta | None:
+        """The latest champion record's metadata (signature verified; the blob is not read)."""
+        raw = self.store.get_record(name, with_blob=False)
+        if raw is None:
+            return None
+        meta = _decode_meta(raw[1], name, 0)
+        if meta.name != name or meta.role != "champion":
+            raise SnapshotError(f"champion record of {name!r} is tampered: it says {meta.ref} ({meta.role})")
+        _verify_signature(meta, self._key)
+        return meta
+
+    def load_record(self, name: str) -> tuple[Any, ModelMeta]:
+        """Verify and unpickle the latest champion record: ``(champion model, meta)``."""
+        raw = self.store.get_record(name)
+        blob = None if raw is None else raw[0]
+        if raw is None or blob is None:
+            raise SnapshotError(f"no champion record of {name!r} in the registry")
+        encoded = raw[1]
+        meta = _decode_meta(encoded, name, 0)
+        if meta.name != name or meta.role != "champion":
+            raise SnapshotError(f"champion record of {name!r} is tampered: it says {meta.ref} ({meta.role})")
+        verify_snapshot(blob, meta, self._key)
+        return pickle.loads(blob), meta

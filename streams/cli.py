@@ -407,8 +407,10 @@ def models_rollback(c: Context, slot: str) -> None:
 
 
 # Commands kept in their own modules (they import Kafka, rich and matplotlib only when they run).
+from streams.freshness import experiment  # noqa: E402
 from streams.report_cli import report  # noqa: E402
 from streams.watch import watch  # noqa: E402
 
 main.add_command(watch)
 main.add_command(report)
+main.add_command(experiment)

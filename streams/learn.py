@@ -3,23 +3,30 @@
 DESIGN.md decision 3: River learners are sequential, so each slot has exactly one learner. Examples are
 keyed by slot, so all of a slot's examples sit in one partition, in order. The learner assigns those
 partitions by hand (no consumer group: the snapshot's offset is the truth, not a committed offset),
-seeks each to the offset after its slot's last snapshot, and for every example:
+seeks each to the offset after its slot's last snapshot, and works a batch at a time (DESIGN.md
+decision 8): a pure step over the polled batch, then the batch's I/O::
 
-    example (features logged at prediction time + label)
-      → models.learner.Learner.process  (score each model, then learn: test-then-train)
-      → new version?  → registry (Redis, signed)  + ``model-versions`` (key: slot)
-      → promotion?    → ``model-versions`` + log + metric
-      → metrics?      → ``metrics`` topic (key: model) + /metrics gauges
-      → drift?        → ``drift`` topic + /metrics
+    batch of examples (features logged at prediction time + label), in offset order per slot
+      → per example: decode → models.learner.Learner.learn_one (score each model, then learn:
+        test-then-train) → served scorer (what users got) → drift supervisor → a snapshot due here?
+        (pickled at the example: the last count boundary of the batch, a promotion, a drift action)
+      → then, once per batch: snapshots → registry (signed, with the offset) and their champion records;
+        a fresh champion record if one is due (models.publication) → registry; every message of the batch
+        (``model-versions``, ``drift``, ``dead-letter``, ``metrics``) sent, one flush
 
-So a crash loses nothing: the restarted learner resumes from the last snapshot and replays from there.
+Examples are learned in the order labels arrive (the join emits an example when its label comes), not in
+event order. A crash loses nothing: the restarted learner resumes from the last snapshot and replays from
+its offset; champion records are for serving only and never resumed from.
 """
 
 from __future__ import annotations
 
 import logging
+import math
+import pickle
 import signal
 import time
+from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -28,7 +35,9 @@ from prometheus_client import start_http_server
 
 from models.drift.config import DriftConfig
 from models.drift.supervisor import SlotDriftSupervisor
-from models.learner import Learner, check_label
+from models.evaluation import OnlineScorer, align_proba
+from models.learner import Capture, Learner, check_label
+from models.publication import PublicationSchedule
 from models.registry import ModelMeta, Registry, SnapshotError
 from models.spec import ModelSlotDef, parse_models
 from streams.connections import open_registry
@@ -46,9 +55,86 @@ def load_slots(settings: Settings, spec: PipelineSpec | None = None) -> tuple[Pi
     return spec, parse_models(spec.raw.get("models", []), spec.label.kind)
 
 
+
+# The served scorer keeps the cheap metrics: it runs on every example, beside the models' own scorers.
+SERVED_METRICS = {"classification": ("accuracy", "log_loss"), "regression": ("mae", "rmse")}
+_KEEP_PUBLISHED = 4096  # versions remembered per slot to tell how stale a served prediction's model was
+
+
+def _version_of(label: str | None) -> int | None:
+    """The version in a ``name@version`` label, or None."""
+    if not label or "@" not in label:
+        return None
+    try:
+        return int(label.rsplit("@", 1)[1])
+    except ValueError:
+        return None
+
+
+@dataclass
+class SlotIO:
+    """The learner process's bookkeeping for one slot: publication schedule, served metrics, bound gauges."""
+
+    slot: str
+    schedule: PublicationSchedule
+    served: OnlineScorer
+    learned_counter: Any  # freshet_examples_learned_total{model=slot}, bound once
+    last_record: ModelMeta | None = None
+    last_position_ts: float = -math.inf
+    last_label_ts: float | None = None
+    metrics_dirty: bool = False
+    published: dict[int, int] = field(default_factory=dict)  # version -> examples learned in it
+    staleness_sum: float = 0.0
+    staleness_n: int = 0
+    staleness_max: int = 0
+    by_version: dict[str, list[float]] = field(default_factory=dict)  # since the last metrics message
+
+    def remember(self, meta: ModelMeta) -> None:
+        self.last_record = meta
+        self.published[meta.version] = meta.examples_learned
+        while len(self.published) > _KEEP_PUBLISHED:
+            del self.published[next(iter(self.published))]
+
+    def score_served(self, kind: str, example: Example, learned_before: int) -> None:
+        """What the user got for this example: the served prediction against the label, and its staleness."""
+        y_pred: Any = example.served_prediction
+        if y_pred is None:
+            return
+        y: Any = example.label
+        if kind == "regression":
+            y, y_pred = float(y), float(y_pred)
+        proba = example.served_probabilities or None
+        self.served.update(y, y_pred, align_proba(proba, y) if proba else None)
+        label = example.served_model or "?"
+        tally = self.by_version.get(label)
+        if tally is None:
+            tally = self.by_version[label] = [0.0, 0.0]
+        tally[0] += 1
+        tally[1] += abs(y - y_pred) if kind == "regression" else float(y == y_pred)
+        version = _version_of(example.served_model)
+        behind = None if version is None else self.published.get(version)
+        if version == 0:
+            behind = 0
+        if behind is not None:
+            lag = max(0, learned_before - behind)
+            self.staleness_sum += lag
+            self.staleness_n += 1
+            self.staleness_max = max(self.staleness_max, lag)
+
+
+@dataclass
+class Batch:
+    """What one poll produced, for the I/O half of the step."""
+
+    n: int = 0
+    sends: list[tuple[str, bytes | None, bytes]] = field(default_factory=list)  # (topic, key, value)
+    captures: list[tuple[str, Capture, bytes]] = field(default_factory=list)  # (slot, group, champion pickle)
+    learned: Counter[str] = field(default_factory=Counter)
+
+
 @dataclass
 class LearnerLoop:
-    """The I/O around :class:`models.learner.Learner` for every slot of the spec."""
+    """The I/O around :class:`models.learner.Learner` for every slot of the spec, a batch at a time."""
 
     settings: Settings
     metrics: Metrics
@@ -63,6 +149,8 @@ class LearnerLoop:
     _last_follow: float = 0.0
     _refused: dict[str, str] = field(default_factory=dict)  # slot -> why its current version was refused
     _last_lag: float = 0.0
+    _last_metrics: float = field(default_factory=time.monotonic)
+    _io: dict[str, SlotIO] = field(default_factory=dict)
     last_example_wall: float = field(default_factory=time.monotonic)
 
     @classmethod
@@ -78,18 +166,45 @@ class LearnerLoop:
             )
             for s in slots
         }
-        producer = KafkaProducer(bootstrap_servers=settings.kafka_bootstrap, acks="all", linger_ms=5)
+        producer = KafkaProducer(
+            bootstrap_servers=settings.kafka_bootstrap, acks="all", linger_ms=5, max_request_size=4 * 1024 * 1024
+        )
         consumer = KafkaConsumer(
             bootstrap_servers=settings.kafka_bootstrap,
             group_id=None,
             enable_auto_commit=False,
             max_poll_records=2000,
             fetch_max_wait_ms=100,
+            # Bigger fetches than the default 1 MiB per partition: a preloaded topic is read in fewer rounds.
+            max_partition_fetch_bytes=8 * 1024 * 1024,
         )
         drift = DriftConfig.from_spec(spec)
         loop = cls(settings, metrics or Metrics(), learners, producer, consumer, registry, drift)
         loop._assign()
         return loop
+
+    def __post_init__(self) -> None:
+        for slot, learner in self.learners.items():
+            self._io[slot] = self._slot_io(slot, learner)
+
+    def _slot_io(self, slot: str, learner: Learner) -> SlotIO:
+        s = self.settings
+        group = learner.group
+        io = SlotIO(
+            slot=slot,
+            schedule=PublicationSchedule(
+                every_s=s.publish_every_s,
+                snapshot_every=s.snapshot_every,
+                early=s.publish_early,
+                cost_factor=s.publish_cost_factor,
+            ),
+            served=OnlineScorer(group.kind, s.rolling_window, group.slot_def.positive, only=SERVED_METRICS[group.kind]),
+            learned_counter=self.metrics.examples_learned.labels(model=slot),
+        )
+        # A resumed slot is served from its record (or snapshot) already: nothing new to publish yet.
+        io.schedule.last_examples = group.examples_learned
+        io.schedule.published(group.examples_learned, time.monotonic(), 0.0)
+        return io
 
     def _assign(self) -> None:
         topic = self.settings.topic("examples")
@@ -141,29 +256,162 @@ class LearnerLoop:
             adopted.offset = max(offset, adopted.offset)
             self.learners[slot] = adopted
             self.supervisors.pop(slot, None)
-            meta = adopted.snapshot()
+            batch = Batch()
+            batch.captures.append((slot, adopted.capture(), self._champion_blob(adopted)))
+            meta = self._write(batch)[0]
             log.warning("slot %s: adopted %s (made current outside the learner) as %s", slot, current.ref, meta.ref)
-            # Announced like every version, or predictors keep serving (and naming) the one it copies.
-            self._announce(slot, meta)
+
+    # -- the step: poll, learn the batch (pure), then the batch's I/O ---------------------------------
 
     def step(self, timeout_s: float = 0.5) -> int:
-        """Poll once and process what came; returns how many examples were processed."""
-        if time.monotonic() - self._last_follow > 1.0:
-            self._last_follow = time.monotonic()
+        """Poll once, learn what came, publish what is due; returns how many examples were processed."""
+        now = time.monotonic()
+        if now - self._last_follow > 1.0:
+            self._last_follow = now
             self.follow_registry()
-        batches = self.consumer.poll(timeout_ms=int(timeout_s * 1000))
-        n = 0
-        for records in batches.values():
-            for record in records:
-                self._one(record)
-                n += 1
-        if n:
+        # Wait no longer than until a slot with unpublished examples is due a record by time.
+        pending = [
+            io.schedule.next_due_in(now)
+            for slot, io in self._io.items()
+            if self.learners[slot].group.examples_learned != io.schedule.last_examples
+        ]
+        wait_s = min([timeout_s, *pending])
+        batches = self.consumer.poll(timeout_ms=int(wait_s * 1000))
+        records = [record for part in batches.values() for record in part]
+        batch = self.learn_batch(records)
+        if batch.n:
             self.last_example_wall = time.monotonic()
-            self.producer.flush(timeout=30)
+        # Caught up (nothing more to read): publish what was learned now, as the cost allows. In a live
+        # stream that is after every example or few; in a backlog, records go out by time.
+        self._write(batch, idle=not records or self._caught_up())
         if time.monotonic() - self._last_lag > 5.0:
             self._last_lag = time.monotonic()
             self._report_lag()
-        return n
+        return batch.n
+
+    def learn_batch(self, records: list[Any]) -> Batch:
+        """The pure half of the step: decode, check, test-then-train, served score, drift; no I/O.
+
+        Snapshots are pickled here, where they fall: at a count boundary only when no later boundary of
+        the same slot can fall in this batch (the later one supersedes it), at every promotion and drift
+        action (those are announced at once).
+        """
+        batch = Batch()
+        remaining = Counter(record.key for record in records)
+        for record in records:
+            remaining[record.key] -= 1
+            try:
+                example = Example.from_dict(decode(record.value))
+            except (ValueError, KeyError, TypeError) as exc:
+                self._dead_letter(batch, record, "bad_example", f"not a freshet example: {exc}")
+                continue
+            slot = example.slot
+            learner = self.learners.get(slot)
+            if learner is None:
+                continue  # a slot this learner does not own (another spec shares the topic)
+            learned_before = learner.group.examples_learned
+            out = learner.learn_one(example, record.offset)
+            if out.error:
+                self._dead_letter(batch, record, "bad_label", out.error)
+            if out.skipped:
+                continue
+            batch.n += 1
+            batch.learned[slot] += 1
+            io = self._io[slot]
+            io.score_served(learner.group.kind, example, learned_before)
+            io.last_label_ts = example.label_ts
+            io.metrics_dirty = True
+            if out.promotion is not None:
+                self.metrics.promotions.labels(slot=slot, reason=out.promotion.reason).inc()
+                log.warning("slot %s: promoted %s over %s", slot, out.promotion.promoted, out.promotion.demoted)
+                self._send(batch, "drift", slot, {"v": 1, "kind": "promotion", **out.promotion.to_dict()})
+            changed = self._watch_drift(batch, example, learner, out.predictions, record.offset)
+            if out.promotion is not None or changed or (
+                out.snapshot_due and remaining[record.key] < learner.snapshot_every
+            ):
+                batch.captures.append((slot, learner.capture(), self._champion_blob(learner)))
+        self.processed += batch.n
+        return batch
+
+    @staticmethod
+    def _champion_blob(learner: Learner) -> bytes:
+        return pickle.dumps(learner.group.model(), protocol=pickle.HIGHEST_PROTOCOL)
+
+    def _write(self, batch: Batch, idle: bool = False, final: bool = False) -> list[ModelMeta]:
+        """The I/O half: snapshots and champion records to the registry, then every message, one flush."""
+        now, wall = time.monotonic(), time.time()
+        written: list[ModelMeta] = []
+        for slot, capture, champion_blob in batch.captures:
+            learner, io = self.learners[slot], self._io[slot]
+            started = time.perf_counter()
+            snap = learner.commit(capture, make_current=False)
+            # The record first, then the pointer: a worker that sees the new pointer finds its record.
+            record = self.registry.publish(
+                slot, champion_blob, version=snap.version, base=snap.version,
+                examples_learned=snap.examples_learned, offset=snap.offset, champion=capture.champion,
+                created_ts=wall,
+            )
+            self.registry.store.set_current(slot, snap.version)
+            self.registry.prune(slot, keep=self.settings.keep_versions)
+            self.metrics.model_version.labels(model=slot, role="learn").set(snap.version)
+            self.metrics.snapshot_bytes.labels(model=slot).set(snap.size_bytes)
+            io.schedule.published(capture.examples_learned, now, time.perf_counter() - started)
+            self._announce(batch, slot, record, snapshot=True)
+            written.append(snap)
+        for slot, n in batch.learned.items():
+            self._io[slot].learned_counter.inc(n)
+        for slot, io in self._io.items():
+            learner = self.learners[slot]
+            group = learner.group
+            caught_up = (idle and self.settings.publish_when_caught_up) or final
+            if io.schedule.due(group.examples_learned, now, idle=caught_up):
+                started = time.perf_counter()
+                record = self.registry.publish(
+                    slot, self._champion_blob(learner), base=learner.version,
+                    examples_learned=group.examples_learned, offset=learner.offset, champion=group.champion,
+                    created_ts=wall,
+                )
+                io.schedule.published(group.examples_learned, now, time.perf_counter() - started)
+                self._announce(batch, slot, record, snapshot=False)
+            elif (
+                group.examples_learned != io.schedule.last_examples
+                and io.schedule.every_s > 0
+                and now - max(io.last_position_ts, io.schedule.last_ts) >= io.schedule.every_s
+            ):
+                # Held back (a big model): say how far the learner is, so workers can tell their staleness.
+                io.last_position_ts = now
+                self._send(batch, "model-versions", slot, {
+                    "v": 1, "kind": "position", "name": slot, "slot": slot,
+                    "version": io.last_record.version if io.last_record else learner.version or 0,
+                    "examples_learned": group.examples_learned, "offset": learner.offset, "created_ts": wall,
+                })
+        if final or (idle and any(io.metrics_dirty for io in self._io.values())) or (
+            now - self._last_metrics >= self.settings.metrics_every_s
+        ):
+            self._last_metrics = now
+            for io in self._io.values():
+                if io.metrics_dirty:
+                    self._publish_metrics(batch, io)
+        for topic, key, value in batch.sends:
+            self.producer.send(self.settings.topic(topic), key=key, value=value)
+        if batch.sends:
+            self.producer.flush(timeout=30)
+        return written
+
+    def _snapshot_examples(self, slot: str) -> int:
+        """Examples learned in the slot's last snapshot (-1: none)."""
+        version = self.learners[slot].version
+        if version is None:
+            return -1 if self.learners[slot].group.examples_learned else 0
+        return self.registry.meta(slot, version).examples_learned
+
+    def _caught_up(self) -> bool:
+        """Whether every assigned partition has been read to its high watermark (known from the last fetch)."""
+        for tp in self.consumer.assignment():
+            highwater = self.consumer.highwater(tp)
+            if highwater is None or self.consumer.position(tp) < highwater:
+                return False
+        return True
 
     def _report_lag(self) -> None:
         tps = list(self.consumer.assignment())
@@ -171,36 +419,12 @@ class LearnerLoop:
             lag = max(0, end - self.consumer.position(tp))
             self.metrics.consumer_lag.labels(topic=tp.topic, partition=str(tp.partition)).set(lag)
 
-    def _one(self, record: Any) -> None:
-        try:
-            example = Example.from_dict(decode(record.value))
-        except (ValueError, KeyError, TypeError) as exc:
-            self._dead_letter(record, "bad_example", f"not a freshet example: {exc}")
-            return
-        learner = self.learners.get(example.slot)
-        if learner is None:
-            return  # a slot this learner does not own (another spec shares the topic)
-        out = learner.process(example, record.offset)
-        if out.error:
-            self._dead_letter(record, "bad_label", out.error)
-        if out.skipped:
-            return
-        self.processed += 1
-        m = self.metrics
-        m.examples_learned.labels(model=example.slot).inc()
-        if out.promotion is not None:
-            event = out.promotion.to_dict()
-            m.promotions.labels(slot=example.slot, reason=out.promotion.reason).inc()
-            log.warning("slot %s: promoted %s over %s", example.slot, out.promotion.promoted, out.promotion.demoted)
-            self._send_drift(example.slot, {"v": 1, "kind": "promotion", **event})
-        if out.snapshot is not None:
-            self._announce(example.slot, out.snapshot)
-        self._watch_drift(example, learner, out.predictions, record.offset)
-        if out.metrics is not None:
-            self._publish_metrics(example, learner, out.metrics)
+    def _watch_drift(self, batch: Batch, example: Example, learner: Learner, predictions: dict[str, Any],
+                     offset: int) -> bool:
+        """Concept drift per model and label shift; the champion's policy may promote or retrain.
 
-    def _watch_drift(self, example: Example, learner: Learner, predictions: dict[str, Any], offset: int) -> None:
-        """Concept drift per model and label shift; the champion's policy may promote or retrain."""
+        Returns whether the policy changed the group (snapshot and announce it).
+        """
         slot = example.slot
         sup = self.supervisors.get(slot)
         if sup is None or sup.group is not learner.group:
@@ -210,11 +434,13 @@ class LearnerLoop:
         for alert in result.alerts:
             d = alert.to_dict()
             self.metrics.record_alert(d)
-            self._send_drift(str(d["subject"]), d)
+            self._send(batch, "drift", str(d["subject"]), d)
         for action in result.actions:
             self.metrics.drift_actions.labels(slot=slot, action=action.kind).inc()
             log.warning("slot %s: drift policy: %s %s (%s)", slot, action.kind, action.target or "", action.reason)
-            self._send_drift(
+            self._send(
+                batch,
+                "drift",
                 slot,
                 {
                     "v": 1,
@@ -229,48 +455,58 @@ class LearnerLoop:
                     "event_ts": example.event_ts,
                 },
             )
-        if result.changed_group:
-            self._announce(slot, learner.snapshot())
+        return result.changed_group
 
-    def _announce(self, slot: str, meta: ModelMeta) -> None:
-        """A new version of ``slot`` (already saved and current) → gauges, pruning, ``model-versions``."""
-        self.registry.prune(slot, keep=self.settings.keep_versions)
-        self.metrics.model_version.labels(model=slot, role="learn").set(meta.version)
-        self.metrics.snapshot_bytes.labels(model=slot).set(meta.size_bytes)
-        self.producer.send(
-            self.settings.topic("model-versions"), key=slot.encode(), value=encode({"v": 1, **meta.to_dict()})
-        )
+    def _announce(self, batch: Batch, slot: str, record: ModelMeta, snapshot: bool) -> None:
+        """A champion record was published → remembered, ``model-versions`` (key: slot)."""
+        self._io[slot].remember(record)
+        body = record.to_dict()
+        body.pop("metrics", None)
+        self._send(batch, "model-versions", slot, {"v": 1, "kind": "record", "snapshot": snapshot, **body})
 
-    def _send_drift(self, key: str, value: dict[str, Any]) -> None:
-        self.producer.send(self.settings.topic("drift"), key=key.encode(), value=encode(value))
+    def _send(self, batch: Batch, topic: str, key: str, value: dict[str, Any]) -> None:
+        batch.sends.append((topic, key.encode(), encode(value)))
 
-    def _publish_metrics(self, example: Example, learner: Learner, metrics: dict[str, dict[str, float]]) -> None:
+    def _publish_metrics(self, batch: Batch, io: SlotIO) -> None:
+        """The test-then-train metrics of every model of the slot, and the served ones, now."""
+        io.metrics_dirty = False
+        learner = self.learners[io.slot]
         group = learner.group
-        for name, values in metrics.items():
+        version = io.last_record.version if io.last_record else learner.version
+        base = {
+            "v": 1, "slot": io.slot, "version": version, "n": group.examples_learned, "offset": learner.offset,
+            "event_ts": io.last_label_ts, "ts": time.time(),
+        }
+        for name, values in group.metrics().items():
             role = "champion" if name == group.champion else "challenger"
-            model = f"{example.slot}/{name}"
+            model = f"{io.slot}/{name}"
             for metric, value in values.items():
                 if metric in ("champion",) or value is None:
                     continue
                 scope = "rolling" if metric.endswith("_rolling") else "cumulative"
-                base = metric.removesuffix("_rolling")
-                self.metrics.online_metric.labels(model=model, metric=base, scope=scope).set(value)
-            snapshot = {
-                "v": 1,
-                "model": model,
-                "slot": example.slot,
-                "name": name,
-                "role": role,
-                "version": learner.version,
-                "n": group.examples_learned,
-                "offset": learner.offset,
-                "event_ts": example.label_ts,
-                "ts": time.time(),
-                "metrics": values,
-            }
-            self.producer.send(self.settings.topic("metrics"), key=model.encode(), value=encode(snapshot))
+                self.metrics.online_metric.labels(model=model, metric=metric.removesuffix("_rolling"),
+                                                  scope=scope).set(value)
+            self._send(batch, "metrics", model, {**base, "model": model, "name": name, "role": role,
+                                                  "metrics": values})
+        # What users got: the served predictions (from the joined labels) scored against the labels.
+        served = io.served.snapshot()
+        if io.staleness_n:
+            served["staleness_examples_mean"] = io.staleness_sum / io.staleness_n
+            served["staleness_examples_max"] = float(io.staleness_max)
+        model = f"{io.slot}/served"
+        for metric, value in served.items():
+            if value is None or (isinstance(value, float) and math.isnan(value)):
+                continue
+            scope = "served_rolling" if metric.endswith("_rolling") else "served_cumulative"
+            self.metrics.online_metric.labels(model=model, metric=metric.removesuffix("_rolling"),
+                                              scope=scope).set(value)
+        key = "mae" if group.kind == "regression" else "accuracy"
+        by_version = {label: {"n": t[0], key: t[1] / t[0]} for label, t in io.by_version.items() if t[0]}
+        io.by_version = {}
+        self._send(batch, "metrics", model, {**base, "model": model, "name": "served", "role": "served",
+                                              "metrics": served, "by_version": by_version})
 
-    def _dead_letter(self, record: Any, reason: str, detail: str) -> None:
+    def _dead_letter(self, batch: Batch, record: Any, reason: str, detail: str) -> None:
         key, value = dead_letter(
             topic=record.topic,
             partition=record.partition,
@@ -281,12 +517,23 @@ class LearnerLoop:
             detail=detail,
         )
         self.metrics.dead_letters.labels(source=record.topic, reason=reason).inc()
-        self.producer.send(self.settings.topic("dead-letter"), key=key, value=value)
+        batch.sends.append(("dead-letter", key, value))
 
     def close(self) -> None:
-        self.producer.flush(timeout=30)
-        self.producer.close(timeout=10)
-        self.consumer.close()
+        """Snapshot what was learned since the last snapshot, publish the last record and metrics, close.
+
+        (A SIGKILL skips this: the next learner resumes from the last snapshot and learns the rest again.)
+        """
+        try:
+            batch = Batch()
+            for slot, learner in self.learners.items():
+                if learner.group.examples_learned != self._snapshot_examples(slot):
+                    batch.captures.append((slot, learner.capture(), self._champion_blob(learner)))
+            self._write(batch, final=True)
+        finally:
+            self.producer.flush(timeout=30)
+            self.producer.close(timeout=10)
+            self.consumer.close()
 
 
 def run_learner(settings: Settings, metrics_port: int | None = None, max_idle_s: float = 0.0) -> None:

@@ -137,6 +137,29 @@ class Metrics:
             ["model"],
             registry=r,
         )
+        # Freshness of what is served (issue 13), set by each worker's version follower.
+        self.served_staleness_examples = Gauge(
+            "freshet_served_model_staleness_examples",
+            "Examples the learner has learned that the served version has not, as far as this worker knows",
+            ["model"],
+            registry=r,
+        )
+        self.served_staleness_seconds = Gauge(
+            "freshet_served_model_staleness_seconds",
+            "Seconds since this worker first heard the learner was ahead of the served version (0: it is not)",
+            ["model"],
+            registry=r,
+        )
+        self.swap_seconds = Gauge(
+            "freshet_model_swap_seconds",
+            "Wall time of the last hot-swap's load (read, verify, unpickle; off the event loop)",
+            ["model"],
+            registry=r,
+        )
+        self.swap_bytes = Gauge(
+            "freshet_model_swap_bytes", "Size of the last version hot-swapped (its champion record)", ["model"],
+            registry=r,
+        )
         self.promotions = Counter("freshet_promotions_total", "Champion changes", ["slot", "reason"], registry=r)
         self.snapshot_bytes = Gauge(
             "freshet_model_snapshot_bytes", "Size of the last model snapshot", ["model"], registry=r

@@ -3,14 +3,24 @@
 Predictors learn nothing (DESIGN.md decision 3). A swap replaces one reference, so an event being
 scored finishes on the old model and the next one sees the new model: no lock, no pause.
 
+Staleness (issue 13): the version follower (streams/hot_swap.py) tells the predictor how far the learner
+is (:meth:`Predictor.note_learner`, from every ``model-versions`` announcement), so each prediction can say
+how many examples, and seconds, its version was behind the learner *as far as this worker knows*
+(:meth:`Predictor.staleness`).
+
 >>> from models.spec import parse_models
 >>> p = Predictor(parse_models([], "classification"))
 >>> y, proba, served = p.predict("default", {"x": 1.0})
 >>> served
 'lr@0'
->>> p.swap("default", p.models["default"].model, "lr@7")
->>> p.predict("default", {"x": 1.0})[2]
-'lr@7'
+>>> p.staleness("default", now_s=100.0)  # nothing heard from the learner yet
+(None, None)
+>>> p.note_learner("default", examples_learned=40, ts=90.0)
+>>> p.staleness("default", now_s=100.0)  # version 0 has learned nothing; the learner was ahead since 90
+(40, 10.0)
+>>> p.swap("default", p.models["default"].model, "lr@7", examples_learned=40, published_ts=99.0)
+>>> p.predict("default", {"x": 1.0})[2], p.staleness("default", now_s=100.0)
+('lr@7', (0, 0.0))
 """
 
 from __future__ import annotations
@@ -26,6 +36,8 @@ class Served:
     model: Any
     label: str  # "name@version"
     kind: str  # "classification" | "regression"
+    examples_learned: int | None = 0  # examples the version had learned (None: not known)
+    published_ts: float | None = None  # when the learner published it (epoch s)
 
 
 class Predictor:
@@ -35,9 +47,49 @@ class Predictor:
         self.models: dict[str, Served] = {
             s.slot: Served(build_model(s.champion), f"{s.champion.name}@0", s.kind) for s in slots
         }
+        # slot -> (examples the learner has learned, epoch s since which it is ahead of the served version)
+        self._learner: dict[str, tuple[int, float | None]] = {}
 
-    def swap(self, slot: str, model: Any, label: str) -> None:
-        self.models[slot] = Served(model, label, self.slots[slot].kind)
+    def swap(
+        self,
+        slot: str,
+        model: Any,
+        label: str,
+        examples_learned: int | None = None,
+        published_ts: float | None = None,
+    ) -> None:
+        self.models[slot] = served = Served(model, label, self.slots[slot].kind, examples_learned, published_ts)
+        known = self._learner.get(slot)
+        if known is not None:
+            ahead = served.examples_learned is not None and known[0] > served.examples_learned
+            self._learner[slot] = (known[0], (known[1] or published_ts) if ahead else None)
+
+    def note_learner(self, slot: str, examples_learned: int, ts: float) -> None:
+        """The learner has learned ``examples_learned`` examples, as announced at ``ts`` (epoch s)."""
+        served = self.models.get(slot)
+        if served is None:
+            return
+        known = self._learner.get(slot)
+        ahead = served.examples_learned is not None and examples_learned > served.examples_learned
+        since = (known[1] if known is not None and known[1] is not None else ts) if ahead else None
+        self._learner[slot] = (examples_learned, since)
+
+    def staleness(self, slot: str, now_s: float) -> tuple[int | None, float | None]:
+        """How far the served version of ``slot`` is behind the learner, as far as this worker knows.
+
+        ``(examples, seconds)``: examples the learner has learned that the served version has not, and
+        the seconds since the worker first heard the learner was ahead of it (0 when it is not). ``None``
+        when the worker has heard nothing from the learner yet (or does not know what the version learned).
+        The worker fills a prediction's ``staleness_examples`` / ``staleness_s`` from this.
+        """
+        known = self._learner.get(slot)
+        served = self.models.get(slot)
+        if known is None or served is None or served.examples_learned is None:
+            return None, None
+        examples = max(0, known[0] - served.examples_learned)
+        if examples == 0 or known[1] is None:
+            return examples, 0.0
+        return examples, max(0.0, now_s - known[1])
 
     def predict(self, slot: str, x: dict[str, float]) -> tuple[Any, dict[str, float], str]:
         """(prediction, probabilities keyed by class as text, "name@version")."""

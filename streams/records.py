@@ -51,6 +51,11 @@ class Prediction:
     # Wall time (epoch s) the event was appended to Kafka; kept for latency accounting.
     ingest_ts: float | None = None
     slot: str = "default"  # the model slot (champion + challengers) that served it
+    # How far the serving version was behind the learner when it served this, as far as the worker knew
+    # (streams.predictor.Predictor.staleness): examples the learner had learned that it had not, and seconds
+    # since the worker heard the learner was ahead. None: not known (no word from the learner yet).
+    staleness_examples: int | None = None
+    staleness_s: float | None = None
     v: int = FORMAT_VERSION
 
     def to_dict(self) -> dict[str, Any]:
@@ -66,6 +71,8 @@ class Prediction:
             "produced_ts": self.produced_ts,
             "ingest_ts": self.ingest_ts,
             "slot": self.slot,
+            "staleness_examples": self.staleness_examples,
+            "staleness_s": self.staleness_s,
             "v": self.v,
         }
 
@@ -82,6 +89,8 @@ class Prediction:
             produced_ts=float(d["produced_ts"]),
             ingest_ts=d.get("ingest_ts"),
             slot=str(d.get("slot", "default")),
+            staleness_examples=d.get("staleness_examples"),
+            staleness_s=d.get("staleness_s"),
             v=int(d.get("v", 1)),
         )
 

@@ -225,6 +225,39 @@ def _fmt(value: Any) -> str:
     return "" if f is None else f"{f:.4g}"
 
 
+def _served_section(snaps: list[Mapping[str, Any]]) -> str:
+    """What users got beside what the learner scored: the last ``role: served`` snapshot of each slot.
+
+    >>> snap = {"model": "default/served", "role": "served", "slot": "default", "version": 9, "n": 1250,
+    ...         "metrics": {"accuracy": 0.88, "staleness_examples_mean": 3.5, "staleness_examples_max": 16.0}}
+    >>> "3.5" in _served_section([snap]) and "Served" in _served_section([snap]), _served_section([])
+    (True, '')
+    """
+    last: dict[str, Mapping[str, Any]] = {}
+    for snap in snaps:
+        if snap.get("role") == "served":
+            last[str(snap.get("model"))] = snap
+    if not last:
+        return ""
+    e = html.escape
+    rows = []
+    for model, snap in sorted(last.items()):
+        m = snap.get("metrics") or {}
+        main = "mae" if "mae" in m else "accuracy"
+        rows.append(
+            f"<tr><td>{e(model)}</td><td>{e(main)}</td><td>{_fmt(m.get(main))}</td>"
+            f"<td>{_fmt(m.get(main + '_rolling'))}</td><td>{_fmt(m.get('staleness_examples_mean'))}</td>"
+            f"<td>{_fmt(m.get('staleness_examples_max'))}</td><td>{_fmt(snap.get('n'))}</td></tr>"
+        )
+    return (
+        "<h2>Served (what users got)</h2><p>The served predictions, scored on their joined labels, beside the "
+        "learner's test-then-train figures above; <i>behind</i> is how many examples the serving version had "
+        "not learned yet when it served.</p><table><tr><th>slot</th><th>metric</th><th>cumulative</th>"
+        "<th>rolling</th><th>behind (mean)</th><th>behind (max)</th><th>examples</th></tr>"
+        + "".join(rows) + "</table>"
+    )
+
+
 def _html(
     title: str,
     series: Mapping[str, list[_Point]],
@@ -302,6 +335,6 @@ def _html(
     return (
         f"<!DOCTYPE html><html><head><meta charset=\"utf-8\"><title>{e(title)}</title>"
         f"<style>{style}</style></head><body><h1>{e(title)}</h1><h2>Summary</h2>{summary}"
-        f"<h2>Models (last snapshot)</h2>{models_table}<h2>Metrics</h2>{images}"
+        f"<h2>Models (last snapshot)</h2>{models_table}{_served_section(snaps)}<h2>Metrics</h2>{images}"
         f"<h2>Drift alerts</h2>{alerts_table}</body></html>\n"
     )

@@ -241,6 +241,8 @@ class ServeStep:
         id_key = checked.id.encode()
         for slot_name in self.slots:
             y, proba, served = self.predictor.predict(slot_name, x)
+            produced_ts = self.clock()
+            stale_examples, stale_s = self.predictor.staleness(slot_name, produced_ts)
             pred = Prediction(
                 id=checked.id,
                 entity=checked.entity,
@@ -249,9 +251,11 @@ class ServeStep:
                 model=served,
                 features=x,  # type: ignore[arg-type]  # dict[str, float] is what the model saw
                 event_ts=checked.ts,
-                produced_ts=self.clock(),
+                produced_ts=produced_ts,
                 ingest_ts=rec.timestamp_s,
                 slot=slot_name,
+                staleness_examples=stale_examples,
+                staleness_s=stale_s,
             )
             # Prediction → predictions (key: event id)
             out.predictions.append(

@@ -68,8 +68,23 @@ class Settings:
     label_ttl_s: float = 3600.0
     # Feature vectors in the online store expire this long after their last write (seconds).
     store_ttl_s: float = 86400.0
-    # The learner snapshots and publishes a model version every this many examples.
+    # The learner saves a durable snapshot (the whole slot, with the offset: what recovery resumes from)
+    # every this many examples, and publishes a champion record with it.
     snapshot_every: int = 500
+    # ... and publishes a servable champion record (the champion alone, signed) at least this often while it
+    # learns (seconds; 0: only with snapshots and early ones), and when the stream goes idle.
+    publish_every_s: float = 0.25
+    # Early in a slot's life, also after examples 1, 2, 4, 8, ... up to snapshot_every.
+    publish_early: bool = True
+    # Also publish whenever the learner has caught up with its input (a live stream: after every example or
+    # few); off, records go out by time, count and early ones only (``freshet experiment freshness``).
+    publish_when_caught_up: bool = True
+    # A big model is republished at most every publish_cost_factor x (what publishing it cost), so a
+    # worker is never asked to load versions faster than it can.
+    publish_cost_factor: float = 20.0
+    # The learner publishes online metrics (metrics topic, /metrics) at most this often (seconds), when the
+    # stream goes idle, and on shutdown.
+    metrics_every_s: float = 1.0
     # Model versions kept in the registry per slot (older ones are pruned; the current one never is).
     keep_versions: int = 20
     # HMAC key for model snapshots; the default is for local runs only (refused off loopback).

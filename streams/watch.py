@@ -99,6 +99,17 @@ def sample_sum(samples: Mapping[str, float], name: str, **labels: str) -> float 
     return total
 
 
+def sample_max(samples: Mapping[str, float], name: str) -> float | None:
+    """The largest sample of ``name`` (over its labels), or None when there is none.
+
+    >>> name = "freshet_served_model_staleness_examples"
+    >>> sample_max({name + '{model="a"}': 3.0, name + '{model="b"}': 7.0}, name), sample_max({}, name)
+    (7.0, None)
+    """
+    values = [v for k, v in samples.items() if parse_key(k)[0] == name]
+    return max(values) if values else None
+
+
 def histogram_buckets(samples: Mapping[str, float], name: str) -> list[tuple[float, float]]:
     """The cumulative buckets ``(upper bound, count)`` of histogram ``name``, sorted by bound.
 
@@ -288,6 +299,10 @@ class WorkerMonitor:
             return
         if self._last is not None:
             state.on_throughput(*throughput(self._last, now))
+        state.on_staleness(
+            sample_max(now.samples, "freshet_served_model_staleness_examples"),
+            sample_max(now.samples, "freshet_served_model_staleness_seconds"),
+        )
         self._last = now
         self.status = f"worker {self.url}: up"
 

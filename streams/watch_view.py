@@ -103,6 +103,8 @@ class WatchState:
         self.throughput: deque[float | None] = deque(maxlen=history)
         self.n_metrics = 0
         self.last_update: float | None = None
+        self.staleness_examples: float | None = None
+        self.staleness_s: float | None = None
 
     def on_metrics(self, d: Mapping[str, Any]) -> None:
         """A ``metrics`` snapshot (see :mod:`streams.report` for its shape); others are ignored."""
@@ -146,6 +148,11 @@ class WatchState:
         self.throughput.append(events_per_s)
         self.last_update = self.clock()
 
+    def on_staleness(self, examples: float | None, seconds: float | None) -> None:
+        """How far the served model is behind the learner, as the worker knows it (the worst slot)."""
+        self.staleness_examples = examples
+        self.staleness_s = seconds
+
 
 def _fmt(value: Any, digits: int = 3) -> str:
     if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
@@ -173,6 +180,9 @@ def _header(state: WatchState) -> Panel:
     text.append(str(total_dead), style="red" if total_dead else "")
     text.append("   drift alerts ", style="bold")
     text.append(str(sum(state.alert_counts.values())), style="yellow" if state.alert_counts else "")
+    if state.staleness_examples is not None:
+        text.append("   served model behind by ", style="bold")
+        text.append(f"{state.staleness_examples:,.0f} examples / {_fmt(state.staleness_s, 1)} s")
     updated = "waiting for data" if state.last_update is None else f"updated {_ts(state.last_update)} UTC"
     return Panel(text, title="freshet watch", subtitle=updated, expand=True)
 
@@ -184,15 +194,21 @@ def _models_table(state: WatchState) -> RenderableType:
         str(k).removesuffix("_rolling") for d in state.models.values() for k in (d.get("metrics") or {})
     }
     shown = [m for m in _SHOWN_METRICS if m in present][:3]
-    table = Table(title="Models: online test-then-train metrics (rolling / cumulative)", expand=True)
+    table = Table(
+        title="Models: test-then-train metrics of the learner's models, and what users were served "
+        "(role served: served predictions scored on joined labels) (rolling / cumulative)",
+        expand=True,
+    )
     table.add_column("model", no_wrap=True)
     table.add_column("role")
     table.add_column("ver", justify="right")
     table.add_column("examples", justify="right")
     for m in shown:
         table.add_column(m, justify="right", no_wrap=True)
+    table.add_column("behind", justify="right")
     table.add_column(f"trend ({state.history} snapshots)", no_wrap=True)
-    ordered = sorted(state.models.items(), key=lambda kv: (kv[1].get("role") != "champion", kv[0]))
+    rank = {"champion": 0, "served": 1}
+    ordered = sorted(state.models.items(), key=lambda kv: (rank.get(str(kv[1].get("role")), 2), kv[0]))
     for model, d in ordered:
         metrics = d.get("metrics") or {}
         cells = [f"{_fmt(metrics.get(m + '_rolling'))} / {_fmt(metrics.get(m))}" for m in shown]
@@ -202,9 +218,12 @@ def _models_table(state: WatchState) -> RenderableType:
         if finite:
             trend += f" {min(finite):.2f}..{max(finite):.2f}"
         role = str(d.get("role", ""))
+        # Served rows: how many examples the serving version was behind the learner, on average.
+        behind = metrics.get("staleness_examples_mean") if role == "served" else None
         table.add_row(
             Text(model, style="bold" if role == "champion" else ""), role, str(d.get("version", NA)),
-            f"{d['n']:,}" if isinstance(d.get("n"), int) else NA, *cells, Text(trend, style="green"),
+            f"{d['n']:,}" if isinstance(d.get("n"), int) else NA, *cells, _fmt(behind, 1),
+            Text(trend, style="green"),
         )
     return table
 

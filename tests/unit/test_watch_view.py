@@ -84,3 +84,18 @@ def test_sparkline_edges() -> None:
     assert sparkline([float("nan"), 1.0]) == " ▄"
     assert sparkline([3, 3, 3]) == "▄▄▄"
     assert sparkline([0, 10], lo=0, hi=5) == "▁█"  # clipped to the scale
+
+
+def test_what_users_got_shows_beside_the_learner_with_how_stale_it_was() -> None:
+    state = fed_state()
+    state.on_metrics({
+        "v": 1, "model": "default/served", "slot": "default", "name": "served", "role": "served", "version": 41,
+        "n": 7250, "metrics": {"accuracy": 0.861, "accuracy_rolling": 0.874, "staleness_examples_mean": 3.25},
+    })
+    state.on_staleness(2.0, 0.04)
+    screen = render_text(state, width=200)
+    rows = [line for line in screen.splitlines() if "default/" in line]
+    assert [r.split()[1].strip("│") for r in rows][:2] == ["default/lr", "default/served"]  # champion, then served
+    served = rows[1]
+    assert "0.874 / 0.861" in served and "3.2" in served and "41" in served
+    assert "served model behind by 2 examples / 0.0 s" in screen
