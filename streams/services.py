@@ -608,13 +608,20 @@ def require_services(settings: Settings) -> list[str]:
     return []
 
 
-def services_status(settings: Settings) -> dict[str, ServiceStatus]:
-    """For ``kafka`` and ``redis``: running (the port answers), pid and whether freshet started it."""
+def services_status(settings: Settings, *, monitoring: bool = False) -> dict[str, ServiceStatus]:
+    """For ``kafka`` and ``redis`` (and ``prometheus`` and ``alertmanager`` with ``monitoring``): running
+    (the port answers), pid and whether freshet started it."""
     out: dict[str, ServiceStatus] = {}
-    for name, host, port in (
+    names = [
         ("kafka", settings.kafka_host, settings.kafka_port),
         ("redis", settings.redis_host, settings.redis_port),
-    ):
+    ]
+    if monitoring:
+        names += [
+            ("prometheus", "127.0.0.1", settings.prometheus_port),
+            ("alertmanager", "127.0.0.1", settings.alertmanager_port),
+        ]
+    for name, host, port in names:
         pid = _read_pid(settings, name)
         out[name] = ServiceStatus(
             running=port_open(host, port),

@@ -1,0 +1,315 @@
+"""The repository's Prometheus config, alert rules and Grafana dashboard on a real Prometheus, scraping a
+live worker and learner on the test Kafka and Redis.
+
+One loop serves every test of this module (a module fixture). Prometheus scrapes it every second with
+``deploy/prometheus/prometheus.yml`` (ports rewritten) and evaluates ``deploy/prometheus/alerts.yml`` on a
+clock 30 times faster: every range window, ``offset`` and ``for:`` is divided by 30 (``for: 5m`` is 10 s),
+thresholds unchanged; ``promtool test rules`` proves the durations at full length. Alertmanager receives
+what fires.
+
+The phases drive the loop into each condition the rules name, in order, and check through the HTTP API
+that exactly the matching alerts go pending or firing while the others stay quiet; between phases every
+alert must resolve. A copy of one rule with a misspelled metric is loaded beside the real ones, and the
+same check must report it: a broken rule fails the test. The dashboard check runs every panel's PromQL
+over the loop's time range and a copy with two broken panels must fail it.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+import urllib.request
+import uuid
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from itertools import islice
+from pathlib import Path
+from typing import Any
+
+import orjson
+import pytest
+import yaml
+
+from producers.publish import make_producer, publish
+from producers.synthetic import SyntheticStream
+from streams import monitoring as mon
+from streams import services as svc
+from streams.procs import scrape
+from streams.settings import Settings
+from tests.integration.loop_helpers import learner_url, running, wait_metric, with_ports, worker_url
+
+pytestmark = pytest.mark.integration
+
+REPO = Path(__file__).resolve().parents[2]
+SPEC = REPO / "pipelines" / "demo.toml"
+SPEED_UP = 30
+BROKEN_RULE = "BrokenOnPurposeDeadLettersRising"
+MAX_RATE = 100.0  # events/s of the ordinary stream at most (the demo's rate)
+
+
+@dataclass
+class Loop:
+    settings: Settings
+    api: mon.PrometheusAPI
+    alertmanager_url: str
+    stream: Iterator[tuple[dict[str, Any], Any]]
+    started: float
+    rate: float = 100.0  # events/s of the ordinary stream, set from what the worker sustains (warm-up)
+    seen: dict[str, set[str]] = field(default_factory=dict)  # phase → alerts seen active
+
+    def take(self, n: int) -> list[tuple[dict[str, Any], Any]]:
+        return list(islice(self.stream, n))
+
+
+def monitoring_spec(tmp: Path) -> Path:
+    """The demo pipeline, with late events dropped (not dead-lettered, so "no predictions" stands alone)
+    and a champion that cannot learn (learning rates 0), so the challenger is promoted early."""
+    text = SPEC.read_text()
+    text = text.replace('late_policy = "dead-letter"', 'late_policy = "drop"')
+    champion = '[models.champion]\nname = "lr"\nfactory = "logistic_regression"\n'
+    assert champion in text
+    text = text.replace(champion, champion + "params = { lr = 0.0, intercept_lr = 0.0 }\n")
+    path = tmp / "monitoring.toml"
+    path.write_text(text)
+    return path
+
+
+def rule_files(tmp: Path) -> list[Path]:
+    """The repository's rules, 30x faster, and a copy of one rule broken on purpose (a misspelled metric)."""
+    doc = yaml.safe_load(mon.ALERTS_YML.read_text())
+    fast = tmp / "alerts-fast.yml"
+    fast.write_text(yaml.safe_dump(mon.scale_rules(doc, SPEED_UP), sort_keys=False))
+    rule = next(r for g in doc["groups"] for r in g["rules"] if r["alert"] == "FreshetDeadLettersRising")
+    misspelled = rule["expr"].replace("freshet_dead_letters_total", "freshet_dead_letter_total")
+    broken = {**rule, "alert": BROKEN_RULE, "expr": misspelled}
+    path = tmp / "alerts-broken.yml"
+    path.write_text(yaml.safe_dump(mon.scale_rules({"groups": [{"name": "broken", "rules": [broken]}]}, SPEED_UP)))
+    return [fast, path]
+
+
+@pytest.fixture(scope="module")
+def loop(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Loop]:
+    services: Settings = request.getfixturevalue("services")
+    tmp = tmp_path_factory.mktemp("monitoring")
+    tag = uuid.uuid4().hex[:6]
+    s = with_ports(
+        services.with_(topic_prefix=f"{services.topic_prefix}mon-{tag}-", app_id=f"{services.app_id}-mon-{tag}",
+                       prometheus_port=svc.free_port(), alertmanager_port=svc.free_port()),
+        spec=monitoring_spec(tmp), snapshot_every=500,
+    )  # fmt: skip
+    config = mon.prometheus_config(s, rule_files=rule_files(tmp), scrape_interval_s=1, evaluation_interval_s=1,
+                                   alertmanager_port=s.alertmanager_port)  # fmt: skip
+    started: list[str] = []
+    try:
+        if mon.start_alertmanager(s):
+            started.append("alertmanager")
+        if mon.start_prometheus(s, config):
+            started.append("prometheus")
+        api = mon.PrometheusAPI(f"http://127.0.0.1:{s.prometheus_port}")
+        stream = iter(SyntheticStream(kind="hyperplane", n_events=400_000, n_entities=50, seed=5,
+                                      start_ts=time.time(), step_s=1.0 / MAX_RATE, drift_at=[]))  # fmt: skip
+        with running(s, logs=tmp / "logs"):
+            api.wait_targets_up(60)
+            yield Loop(s, api, f"http://127.0.0.1:{s.alertmanager_port}", stream, time.time())
+    finally:
+        for name in reversed(started):
+            svc._stop(s, name)
+
+
+# --- checking alerts ----------------------------------------------------------------------------------
+
+
+def phase_problems(must: set[str], allowed: set[str], seen: set[str]) -> list[str]:
+    """What is wrong with the alerts seen in a phase: a matching one that never went active, or another one.
+
+    >>> phase_problems({"A"}, {"B"}, {"A", "B"}), phase_problems({"A"}, set(), {"C"})
+    ([], ['A never went pending or firing', 'C went active but should stay quiet'])
+    """
+    out = [f"{name} never went pending or firing" for name in sorted(must - seen)]
+    out += [f"{name} went active but should stay quiet" for name in sorted(seen - must - allowed)]
+    return out
+
+
+def run_phase(
+    loop: Loop,
+    name: str,
+    action: Callable[[], None],
+    *,
+    must: set[str],
+    allowed: frozenset[str] = frozenset(),
+    firing: set[str] = frozenset(),  # type: ignore[assignment]
+    timeout_s: float = 60.0,
+    quiet_timeout_s: float = 90.0,
+) -> dict[str, set[str]]:
+    """Run ``action`` (it publishes) while watching the alerts; then wait until every alert resolves.
+
+    Returns the alert names seen per state. Fails when a ``must`` alert never went active (``firing``
+    ones: never fired) or an alert outside ``must | allowed`` did, during the phase or while resolving.
+    """
+    errors: list[BaseException] = []
+
+    def run() -> None:
+        try:
+            action()
+        except BaseException as exc:  # reported by the test, not lost in the thread
+            errors.append(exc)
+
+    worker = threading.Thread(target=run, name=f"phase-{name}", daemon=True)
+    worker.start()
+    states: dict[str, set[str]] = {"pending": set(), "firing": set()}
+    deadline = time.monotonic() + timeout_s
+    while True:
+        for alert, state in loop.api.alert_states().items():
+            states[state].add(alert)
+        active = states["pending"] | states["firing"]
+        if not worker.is_alive() and (
+            (must <= active and firing <= states["firing"]) or time.monotonic() > deadline
+        ):
+            break
+        time.sleep(0.5)
+    assert not errors, f"phase {name}: publishing failed: {errors[0]!r}"
+    quiet_deadline = time.monotonic() + quiet_timeout_s
+    while (now := loop.api.alert_states()) and time.monotonic() < quiet_deadline:
+        for alert, state in now.items():
+            states[state].add(alert)
+        time.sleep(0.5)
+    seen = states["pending"] | states["firing"]
+    loop.seen[name] = seen
+    problems = phase_problems(must, set(allowed), seen)
+    problems += [f"{a} never fired (only pending)" for a in sorted(firing - states["firing"])]
+    assert not problems, f"phase {name}: {'; '.join(problems)} (seen {states})"
+    if quiet_timeout_s:
+        assert not now, f"phase {name}: alerts still active {quiet_timeout_s:g} s after it ended: {now}"
+    return states
+
+
+def send(loop: Loop, items: list[tuple[dict[str, Any], Any]], **kwargs: Any) -> None:
+    stats = publish(loop.settings, items, rate_per_s=kwargs.pop("rate", loop.rate), **kwargs)
+    assert stats.events == len(items)
+
+
+def late(items: list[tuple[dict[str, Any], Any]], by_s: float) -> list[tuple[dict[str, Any], Any]]:
+    return [({**e, "id": f"late-{e['id']}", "ts": e["ts"] - by_s}, y) for e, y in items]
+
+
+# --- the tests -----------------------------------------------------------------------------------------
+
+
+def test_every_rule_is_loaded_and_healthy(loop: Loop) -> None:
+    names = set(mon.alert_names())
+    deadline = time.monotonic() + 20
+    while (health := loop.api.rule_health()) and any(v == "unknown" for v in health.values()):
+        assert time.monotonic() < deadline, health
+        time.sleep(0.5)
+    assert names | {BROKEN_RULE} == set(health), health
+    assert all(v == "ok" for v in health.values()), health
+    targets = {t["labels"]["component"]: t["health"] for t in loop.api.targets()}
+    assert targets == {"worker": "up", "learner": "up"}
+
+
+def validated(s: Settings) -> float:
+    return scrape(worker_url(s)).get('freshet_events_total{stage="validate"}', 0.0)
+
+
+@pytest.mark.timeout(900)  # 4 to 8 minutes: six phases, each waiting for its alerts to resolve
+def test_alerts_fire_for_their_condition_and_only_then(loop: Loop) -> None:
+    s = loop.settings
+    # Warm-up: the models learn, the challenger is promoted over the champion that cannot learn, the drift
+    # detectors fill their reference windows. Alerts of a system starting from nothing may fire here.
+    # It also measures what the worker sustains on this machine: the ordinary stream runs at a quarter of
+    # that (at most the demo's 100 events/s), so "healthy" means a stream the worker keeps up with.
+    start, before = time.monotonic(), validated(s)
+    send(loop, loop.take(3000), rate=0.0)
+    assert wait_metric(learner_url(s), "freshet_examples_learned_total", 3000, 300) >= 3000
+    capacity = (validated(s) - before) / (time.monotonic() - start)
+    loop.rate = max(10.0, min(MAX_RATE, capacity / 4))
+    assert wait_metric(learner_url(s), "freshet_promotions_total", 1, 30) >= 1
+    deadline = time.monotonic() + 180
+    while (active := loop.api.alert_states()) and time.monotonic() < deadline:
+        time.sleep(0.5)
+    assert not active, f"alerts of the warm-up did not resolve: {active}"
+    rate = loop.rate
+
+    # A healthy stream: nothing fires, not even pending.
+    run_phase(loop, "healthy", lambda: send(loop, loop.take(int(rate * 20))), must=set())
+
+    # 5% of messages malformed: the dead-letter ratio and a new reason. The broken copy of the ratio rule
+    # must be reported by the same check that passes the real one.
+    def dead_letters() -> None:
+        send(loop, loop.take(int(rate * 15)), bad_every=20)
+
+    dead = {"FreshetDeadLettersRising", "FreshetDeadLetterReasonNew"}
+    states = run_phase(loop, "dead letters", dead_letters, must=dead, firing={"FreshetDeadLettersRising"})
+    seen = states["pending"] | states["firing"]
+    assert phase_problems({BROKEN_RULE}, dead, seen) == [
+        f"{BROKEN_RULE} never went pending or firing"
+    ]
+    with urllib.request.urlopen(f"{loop.alertmanager_url}/api/v2/alerts", timeout=10) as resp:
+        received = {a["labels"]["alertname"] for a in json.loads(resp.read())}
+    assert "FreshetDeadLettersRising" in received, received
+
+    # Labels for ids that were never predicted.
+    def unknown_labels() -> None:
+        items = loop.take(int(rate * 15))
+        producer = make_producer(s)
+        for i, (event, label) in enumerate(items):
+            value = orjson.dumps({"id": f"ghost-{event['id']}", "label": label, "ts": event["ts"]})
+            producer.send(s.topic("labels"), key=f"ghost-{i}".encode(), value=value)
+            if i % 10 == 0:
+                producer.flush()
+                time.sleep(10 / rate)
+        producer.flush()
+        producer.close()
+
+    run_phase(loop, "labels not joining", unknown_labels, must={"FreshetLabelsNotJoining"})
+
+    # Events keep arriving, but all behind the watermark (a replay of an hour ago): validated, no prediction.
+    run_phase(loop, "no predictions", lambda: send(loop, late(loop.take(int(rate * 20)), 3600.0)),
+              must={"FreshetNoPredictions"})  # fmt: skip
+
+    # The concept changes (the labels flip): the error stream drifts and the rolling accuracy falls under
+    # the cumulative one.
+    items = loop.take(1000)
+    flipped = [(e, y) if i < 300 else (e, not y if isinstance(y, bool) else 1 - y) for i, (e, y) in enumerate(items)]
+    run_phase(loop, "concept drift", lambda: send(loop, flipped),
+              must={"FreshetConceptDrift", "FreshetOnlineAccuracyDropped"},
+              allowed=frozenset({"FreshetDataDrift"}), timeout_s=120, quiet_timeout_s=180)  # fmt: skip
+
+    # Last, as it leaves a backlog behind: a burst far faster than the worker consumes. The lag (and with
+    # it the latency and the features' age) climbs; nothing else fires.
+    burst = int(min(200_000, 10_000 + 20 * capacity))
+
+    def lag() -> None:
+        send(loop, loop.take(burst), rate=0.0, send_labels=False)
+
+    slow = frozenset({"FreshetPredictionLatencyHigh", "FreshetFeaturesStale"})
+    run_phase(loop, "consumer lag", lag, must={"FreshetConsumerLagHigh"}, allowed=slow, quiet_timeout_s=0)
+
+
+def test_every_dashboard_panel_returns_data(loop: Loop) -> None:
+    # After the phases, so every condition a panel shows has happened within the loop's time range.
+    if "concept drift" not in loop.seen:
+        pytest.fail("runs after test_alerts_fire_for_their_condition_and_only_then (the phases feed the panels)")
+    dashboard = mon.load_dashboard()
+    end = time.time()
+    results = mon.check_dashboard(loop.api, dashboard, start=loop.started, end=end)
+    queries = [t for p in dashboard["panels"] for t in p.get("targets", [])]
+    assert len(results) == len(queries) > 0
+    bad = [r.describe() for r in results if not r.ok]
+    assert not bad, "panels without data:\n" + "\n".join(bad)
+    # Each value of the dashboard's variable on its own, too.
+    for value in loop.api.label_values("metric", match="freshet_online_metric"):
+        for q in mon.dashboard_queries(dashboard, {"metric": value}):
+            if "freshet_online_metric" in q.expr:
+                assert loop.api.query_range(q.expr, loop.started, end, 5.0), q
+
+    # Broken on purpose: a misspelled metric and a query that does not parse fail the check.
+    broken = json.loads(json.dumps(dashboard))
+    panels = {p["title"]: p for p in broken["panels"]}
+    panels["Events/s by stage"]["targets"][0]["expr"] = "sum by (stage) (rate(freshet_event_total[1m]))"
+    panels["Model version"]["targets"][0]["expr"] = "max by (model, role) (freshet_model_version"
+    failing = {r.query.panel: r for r in mon.check_dashboard(loop.api, broken, start=loop.started, end=end) if not r.ok}
+    assert set(failing) == {"Events/s by stage", "Model version"}
+    assert failing["Events/s by stage"].error is None and failing["Events/s by stage"].series == 0
+    assert "parse error" in (failing["Model version"].error or "")
