@@ -5,7 +5,8 @@ One loop serves every test of this module (a module fixture). Prometheus scrapes
 ``deploy/prometheus/prometheus.yml`` (ports rewritten) and evaluates ``deploy/prometheus/alerts.yml`` on a
 clock 30 times faster: every range window, ``offset`` and ``for:`` is divided by 30 (``for: 5m`` is 10 s),
 thresholds unchanged; ``promtool test rules`` proves the durations at full length. Alertmanager receives
-what fires.
+what fires. Events are stamped with the wall time they are sent at, and labels wait 5 s (label TTL) for
+their prediction, so a label that joins nothing counts as unknown within the phase.
 
 The phases drive the loop into each condition the rules name, in order, and check through the HTTP API
 that exactly the matching alerts go pending or firing while the others stay quiet; between phases every
@@ -17,6 +18,10 @@ over the loop's time range and a copy with two broken panels must fail it.
 from __future__ import annotations
 
 import json
+import os
+import re
+import subprocess
+import sys
 import threading
 import time
 import urllib.request
@@ -30,12 +35,15 @@ from typing import Any
 import orjson
 import pytest
 import yaml
+from PIL import Image
 
 from producers.publish import make_producer, publish
 from producers.synthetic import SyntheticStream
 from streams import monitoring as mon
 from streams import services as svc
+from streams.browser import check_page
 from streams.procs import scrape
+from streams.report_cli import REPORT_PARTS
 from streams.settings import Settings
 from tests.integration.loop_helpers import learner_url, running, wait_metric, with_ports, worker_url
 
@@ -96,7 +104,7 @@ def loop(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactor
     s = with_ports(
         services.with_(topic_prefix=f"{services.topic_prefix}mon-{tag}-", app_id=f"{services.app_id}-mon-{tag}",
                        prometheus_port=svc.free_port(), alertmanager_port=svc.free_port()),
-        spec=monitoring_spec(tmp), snapshot_every=500,
+        spec=monitoring_spec(tmp), snapshot_every=500, label_ttl_s=5.0,
     )  # fmt: skip
     config = mon.prometheus_config(s, rule_files=rule_files(tmp), scrape_interval_s=1, evaluation_interval_s=1,
                                    alertmanager_port=s.alertmanager_port)  # fmt: skip
@@ -157,11 +165,12 @@ def run_phase(
 
     worker = threading.Thread(target=run, name=f"phase-{name}", daemon=True)
     worker.start()
-    states: dict[str, set[str]] = {"pending": set(), "firing": set()}
+    states: dict[str, set[str]] = {"pending": set(), "firing": set(), "alertmanager": set()}
     deadline = time.monotonic() + timeout_s
     while True:
         for alert, state in loop.api.alert_states().items():
             states[state].add(alert)
+        states["alertmanager"] |= alertmanager_alerts(loop)
         active = states["pending"] | states["firing"]
         if not worker.is_alive() and (
             (must <= active and firing <= states["firing"]) or time.monotonic() > deadline
@@ -184,13 +193,22 @@ def run_phase(
     return states
 
 
-def send(loop: Loop, items: list[tuple[dict[str, Any], Any]], **kwargs: Any) -> None:
-    stats = publish(loop.settings, items, rate_per_s=kwargs.pop("rate", loop.rate), **kwargs)
+def alertmanager_alerts(loop: Loop) -> set[str]:
+    """Names of the alerts Alertmanager holds now (what Prometheus sent it while they fire)."""
+    with urllib.request.urlopen(f"{loop.alertmanager_url}/api/v2/alerts", timeout=10) as resp:
+        return {a["labels"]["alertname"] for a in json.loads(resp.read())}
+
+
+def send(loop: Loop, items: list[tuple[dict[str, Any], Any]], *, shift_s: float = 0.0, **kwargs: Any) -> None:
+    """Publish at ``loop.rate`` (or ``rate``), each event stamped with the wall time it is sent at (plus
+    ``shift_s``): event time keeps pace with the clock, so the label TTL means seconds."""
+
+    def stamped() -> Iterator[tuple[dict[str, Any], Any]]:
+        for event, label in items:
+            yield {**event, "ts": time.time() + shift_s}, label
+
+    stats = publish(loop.settings, stamped(), rate_per_s=kwargs.pop("rate", loop.rate), **kwargs)
     assert stats.events == len(items)
-
-
-def late(items: list[tuple[dict[str, Any], Any]], by_s: float) -> list[tuple[dict[str, Any], Any]]:
-    return [({**e, "id": f"late-{e['id']}", "ts": e["ts"] - by_s}, y) for e, y in items]
 
 
 # --- the tests -----------------------------------------------------------------------------------------
@@ -245,16 +263,15 @@ def test_alerts_fire_for_their_condition_and_only_then(loop: Loop) -> None:
     assert phase_problems({BROKEN_RULE}, dead, seen) == [
         f"{BROKEN_RULE} never went pending or firing"
     ]
-    with urllib.request.urlopen(f"{loop.alertmanager_url}/api/v2/alerts", timeout=10) as resp:
-        received = {a["labels"]["alertname"] for a in json.loads(resp.read())}
-    assert "FreshetDeadLettersRising" in received, received
+    assert "FreshetDeadLettersRising" in states["alertmanager"], states  # Prometheus sent it while it fired
 
     # Labels for ids that were never predicted.
+    # They wait for their prediction (labels may come first) and count as unknown after the label TTL.
     def unknown_labels() -> None:
-        items = loop.take(int(rate * 15))
+        items = loop.take(int(rate * 45))
         producer = make_producer(s)
         for i, (event, label) in enumerate(items):
-            value = orjson.dumps({"id": f"ghost-{event['id']}", "label": label, "ts": event["ts"]})
+            value = orjson.dumps({"id": f"ghost-{event['id']}", "label": label, "ts": time.time()})
             producer.send(s.topic("labels"), key=f"ghost-{i}".encode(), value=value)
             if i % 10 == 0:
                 producer.flush()
@@ -265,7 +282,7 @@ def test_alerts_fire_for_their_condition_and_only_then(loop: Loop) -> None:
     run_phase(loop, "labels not joining", unknown_labels, must={"FreshetLabelsNotJoining"})
 
     # Events keep arriving, but all behind the watermark (a replay of an hour ago): validated, no prediction.
-    run_phase(loop, "no predictions", lambda: send(loop, late(loop.take(int(rate * 20)), 3600.0)),
+    run_phase(loop, "no predictions", lambda: send(loop, loop.take(int(rate * 20)), shift_s=-3600, send_labels=False),
               must={"FreshetNoPredictions"})  # fmt: skip
 
     # The concept changes (the labels flip): the error stream drifts and the rolling accuracy falls under
@@ -276,14 +293,15 @@ def test_alerts_fire_for_their_condition_and_only_then(loop: Loop) -> None:
               must={"FreshetConceptDrift", "FreshetOnlineAccuracyDropped"},
               allowed=frozenset({"FreshetDataDrift"}), timeout_s=120, quiet_timeout_s=180)  # fmt: skip
 
-    # Last, as it leaves a backlog behind: a burst far faster than the worker consumes. The lag (and with
-    # it the latency and the features' age) climbs; nothing else fires.
+    # Last, as it leaves a backlog behind: a burst far faster than the worker consumes. The lag climbs, and
+    # with it the latency and the features' age; the burst's predictions, never labelled, expire after the
+    # label TTL. Nothing else fires.
     burst = int(min(200_000, 10_000 + 20 * capacity))
 
     def lag() -> None:
         send(loop, loop.take(burst), rate=0.0, send_labels=False)
 
-    slow = frozenset({"FreshetPredictionLatencyHigh", "FreshetFeaturesStale"})
+    slow = frozenset({"FreshetPredictionLatencyHigh", "FreshetFeaturesStale", "FreshetLabelsNotJoining"})
     run_phase(loop, "consumer lag", lag, must={"FreshetConsumerLagHigh"}, allowed=slow, quiet_timeout_s=0)
 
 
@@ -313,3 +331,52 @@ def test_every_dashboard_panel_returns_data(loop: Loop) -> None:
     assert set(failing) == {"Events/s by stage", "Model version"}
     assert failing["Events/s by stage"].error is None and failing["Events/s by stage"].series == 0
     assert "parse error" in (failing["Model version"].error or "")
+
+
+def freshet(s: Settings, *args: str, timeout_s: float = 180) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, **s.to_env()}
+    return subprocess.run([sys.executable, "-m", "streams", *args], env=env, cwd=REPO, capture_output=True,
+                          text=True, timeout=timeout_s)  # fmt: skip
+
+
+def test_the_report_of_the_loop_opens_in_chromium(loop: Loop, tmp_path: Path) -> None:
+    out, shot = tmp_path / "report", tmp_path / "report.png"
+    rep = freshet(loop.settings, "report", "--out", str(out), "--screenshot", str(shot), "--timeout-s", "60")
+    assert rep.returncode == 0, rep.stderr
+    assert {str(out / n) for n in ("report.html", "metrics_examples.png", "metrics_time.png", "latency.png")} | {
+        str(shot)} <= set(rep.stdout.splitlines()), rep.stdout  # fmt: skip
+    assert "freshet report: opening the page in headless Chromium..." in rep.stderr
+    check = check_page(out / "report.html")
+    assert check.problems(REPORT_PARTS) == []
+    assert len(check.images) == 3 and all(i["width"] > 600 for i in check.images)
+    # The headline: served against shadow, the versions, the drifts and the promotion the phases caused.
+    assert "served default/lr_fast" in check.text and "shadow" in check.text
+    assert "workers serve lr_fast@" in check.text
+    assert re.search(r"[1-9]\d* concept drift\(s\)", check.text) and re.search(r"[1-9]\d* promotion\(s\)", check.text)
+    with Image.open(shot) as img:
+        assert img.width == 1280 and img.height > 1500
+
+
+def test_services_up_with_monitoring_starts_prometheus_beside_kafka_and_redis(loop: Loop, tmp_path: Path) -> None:
+    # Kafka and Redis already run (the session's): only Prometheus and Alertmanager start. A cache folder of
+    # its own, so `services down` stops only what this command started.
+    s = loop.settings.with_(cache_dir=tmp_path / "cache", prometheus_port=svc.free_port(),
+                            alertmanager_port=svc.free_port())  # fmt: skip
+    up = freshet(s, "services", "up", "--with-monitoring")
+    try:
+        assert up.returncode == 0, up.stderr
+        assert "started: alertmanager, prometheus" in up.stdout
+        assert f"Prometheus UI: http://127.0.0.1:{s.prometheus_port}" in up.stdout
+        api = mon.PrometheusAPI(f"http://127.0.0.1:{s.prometheus_port}")
+        api.wait_targets_up(60)  # the loop's worker and learner, from the repository's config
+        assert {t["labels"]["component"] for t in api.targets()} == {"worker", "learner"}
+        assert set(mon.alert_names()) == set(api.rule_health())
+        status = freshet(s, "services", "status")
+        assert re.search(rf"prometheus\s+127\.0\.0\.1:{s.prometheus_port} running \(pid \d+, started by freshet\)",
+                         status.stdout), status.stdout  # fmt: skip
+        assert re.search(r"kafka\s+\S+ running\n", status.stdout), status.stdout  # not ours: no pid
+    finally:
+        down = freshet(s, "services", "down")
+    assert down.returncode == 0 and "stopped: prometheus, alertmanager" in down.stdout, down.stdout + down.stderr
+    assert not svc.port_open("127.0.0.1", s.prometheus_port) and not svc.port_open("127.0.0.1", s.alertmanager_port)
+    assert svc.port_open(s.kafka_host, s.kafka_port)  # the session's broker is untouched
