@@ -347,6 +347,7 @@ def backfill(c: Context, input_path: Path, output_path: Path, as_of: str | None,
             as_of_s = parse_timestamp(float(as_of) if as_of.replace(".", "", 1).isdigit() else as_of)
         except ValueError as exc:
             _fail(f"--as-of: {exc}")
+    click.echo(f"computing {c.settings.spec_file.name}'s features over {input_path} with pandas...", err=True)
     n = run_backfill(
         c.settings.spec_file,
         input_path,
@@ -382,6 +383,7 @@ def warm_start_cmd(c: Context, events_path: Path, labels_path: Path, slot: str |
         if slot is not None and slot_def.slot != slot:
             continue
         end = ends.get(partition_for(slot_def.slot, len(ends)), 0) if ends else 0
+        click.echo(f"training slot {slot_def.slot} on {events_path} and {labels_path}...", err=True)
         meta = warm_start_slot(
             spec,
             slot_def,

@@ -271,9 +271,20 @@ def monitoring_up(settings: Settings) -> list[str]:
     return started
 
 
+def stop_prometheus(settings: Settings) -> bool:
+    """Stop the Prometheus freshet started on ``prometheus_port`` (by PID file); harmless when none runs."""
+    return svc._stop(settings, "prometheus")
+
+
+def stop_alertmanager(settings: Settings) -> bool:
+    """Stop the Alertmanager freshet started on ``alertmanager_port``; harmless when none runs."""
+    return svc._stop(settings, "alertmanager")
+
+
 def monitoring_down(settings: Settings) -> list[str]:
     """Stop the Prometheus and Alertmanager freshet started; the names of those stopped."""
-    return [name for name in ("prometheus", "alertmanager") if svc._stop(settings, name)]
+    stopped = ["prometheus"] if stop_prometheus(settings) else []
+    return stopped + (["alertmanager"] if stop_alertmanager(settings) else [])
 
 
 # --- the HTTP API --------------------------------------------------------------------------------------

@@ -43,6 +43,7 @@ from streams import monitoring as mon
 from streams import services as svc
 from streams.browser import check_page
 from streams.procs import scrape
+from streams.readers import TopicReader
 from streams.report_cli import REPORT_PARTS
 from streams.settings import Settings
 from tests.integration.loop_helpers import learner_url, running, wait_metric, with_ports, worker_url
@@ -108,12 +109,12 @@ def loop(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactor
     )  # fmt: skip
     config = mon.prometheus_config(s, rule_files=rule_files(tmp), scrape_interval_s=1, evaluation_interval_s=1,
                                    alertmanager_port=s.alertmanager_port)  # fmt: skip
-    started: list[str] = []
+    stops = []
     try:
         if mon.start_alertmanager(s):
-            started.append("alertmanager")
+            stops.append(mon.stop_alertmanager)
         if mon.start_prometheus(s, config):
-            started.append("prometheus")
+            stops.append(mon.stop_prometheus)
         api = mon.PrometheusAPI(f"http://127.0.0.1:{s.prometheus_port}")
         stream = iter(SyntheticStream(kind="hyperplane", n_events=400_000, n_entities=50, seed=5,
                                       start_ts=time.time(), step_s=1.0 / MAX_RATE, drift_at=[]))  # fmt: skip
@@ -121,8 +122,8 @@ def loop(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactor
             api.wait_targets_up(60)
             yield Loop(s, api, f"http://127.0.0.1:{s.alertmanager_port}", stream, time.time())
     finally:
-        for name in reversed(started):
-            svc._stop(s, name)
+        for stop in reversed(stops):
+            stop(s)
 
 
 # --- checking alerts ----------------------------------------------------------------------------------
@@ -139,6 +140,46 @@ def phase_problems(must: set[str], allowed: set[str], seen: set[str]) -> list[st
     return out
 
 
+# The alerts a worker starved of CPU raises. They are right when the worker is measurably slow: a phase
+# tolerates them only when the predictions it published say so (p99 latency above the rule's 0.5 s in one of
+# the rule's windows), and the healthy phase, which must be quiet, is tried again on a quieter stretch.
+SLOW_ALERTS = frozenset({"FreshetPredictionLatencyHigh", "FreshetFeaturesStale"})
+SLOW_P99_MS = 500.0
+
+
+def slowest_p99_ms(predictions: list[dict[str, Any]], window_s: float) -> float:
+    """The highest p99 of event→prediction latency (ms) over consecutive ``window_s`` windows of publication.
+
+    >>> preds = [{"produced_ts": 100.0 + i, "ingest_ts": 100.0 + i - (0.9 if i == 15 else 0.01)} for i in range(20)]
+    >>> slowest_p99_ms(preds, 10.0)
+    900.0
+    >>> slowest_p99_ms([], 10.0)
+    0.0
+    """
+    windows: dict[int, list[float]] = {}
+    for p in predictions:
+        if p.get("ingest_ts") is not None:
+            windows.setdefault(int(float(p["produced_ts"]) // window_s), []).append(
+                round((float(p["produced_ts"]) - float(p["ingest_ts"])) * 1000.0, 1))  # fmt: skip
+    worst = 0.0
+    for values in windows.values():
+        values.sort()
+        worst = max(worst, values[max(0, -(-99 * len(values) // 100) - 1)])
+    return worst
+
+
+@dataclass
+class Phase:
+    name: str
+    states: dict[str, set[str]]  # pending, firing, alertmanager → alert names
+    slowest_p99_ms: float
+    problems: list[str]
+
+    @property
+    def seen(self) -> set[str]:
+        return self.states["pending"] | self.states["firing"]
+
+
 def run_phase(
     loop: Loop,
     name: str,
@@ -149,10 +190,13 @@ def run_phase(
     firing: set[str] = frozenset(),  # type: ignore[assignment]
     timeout_s: float = 60.0,
     quiet_timeout_s: float = 90.0,
-) -> dict[str, set[str]]:
-    """Run ``action`` (it publishes) while watching the alerts; then wait until every alert resolves.
+    tolerate_slow: bool = True,
+    check: bool = True,
+) -> Phase:
+    """Run ``action`` (it publishes) while watching the alerts and the predictions; then wait until every
+    alert resolves.
 
-    Returns the alert names seen per state. Fails when a ``must`` alert never went active (``firing``
+    Fails (or, without ``check``, lists the problems) when a ``must`` alert never went active (``firing``
     ones: never fired) or an alert outside ``must | allowed`` did, during the phase or while resolving.
     """
     errors: list[BaseException] = []
@@ -163,34 +207,45 @@ def run_phase(
         except BaseException as exc:  # reported by the test, not lost in the thread
             errors.append(exc)
 
-    worker = threading.Thread(target=run, name=f"phase-{name}", daemon=True)
-    worker.start()
-    states: dict[str, set[str]] = {"pending": set(), "firing": set(), "alertmanager": set()}
-    deadline = time.monotonic() + timeout_s
-    while True:
-        for alert, state in loop.api.alert_states().items():
-            states[state].add(alert)
-        states["alertmanager"] |= alertmanager_alerts(loop)
-        active = states["pending"] | states["firing"]
-        if not worker.is_alive() and (
-            (must <= active and firing <= states["firing"]) or time.monotonic() > deadline
-        ):
-            break
-        time.sleep(0.5)
-    assert not errors, f"phase {name}: publishing failed: {errors[0]!r}"
-    quiet_deadline = time.monotonic() + quiet_timeout_s
-    while (now := loop.api.alert_states()) and time.monotonic() < quiet_deadline:
-        for alert, state in now.items():
-            states[state].add(alert)
-        time.sleep(0.5)
-    seen = states["pending"] | states["firing"]
-    loop.seen[name] = seen
-    problems = phase_problems(must, set(allowed), seen)
-    problems += [f"{a} never fired (only pending)" for a in sorted(firing - states["firing"])]
-    assert not problems, f"phase {name}: {'; '.join(problems)} (seen {states})"
-    if quiet_timeout_s:
-        assert not now, f"phase {name}: alerts still active {quiet_timeout_s:g} s after it ended: {now}"
-    return states
+    predictions: list[dict[str, Any]] = []
+    with TopicReader(loop.settings, "predictions", from_end=True) as reader:
+        reader.poll(0.5)  # assigned and at the end before the phase publishes
+        worker = threading.Thread(target=run, name=f"phase-{name}", daemon=True)
+        worker.start()
+        states: dict[str, set[str]] = {"pending": set(), "firing": set(), "alertmanager": set()}
+        deadline = time.monotonic() + timeout_s
+        while True:
+            for alert, state in loop.api.alert_states().items():
+                states[state].add(alert)
+            states["alertmanager"] |= alertmanager_alerts(loop)
+            predictions += [v for _, v, _ in reader.poll(0.1) if isinstance(v, dict)]
+            active = states["pending"] | states["firing"]
+            if not worker.is_alive() and (
+                (must <= active and firing <= states["firing"]) or time.monotonic() > deadline
+            ):
+                break
+            time.sleep(0.3)
+        assert not errors, f"phase {name}: publishing failed: {errors[0]!r}"
+        quiet_deadline = time.monotonic() + quiet_timeout_s
+        while (now := loop.api.alert_states()) and time.monotonic() < quiet_deadline:
+            for alert, state in now.items():
+                states[state].add(alert)
+            predictions += [v for _, v, _ in reader.poll(0.1) if isinstance(v, dict)]
+            time.sleep(0.3)
+    slowest = slowest_p99_ms(predictions, mon.duration_s("5m") / SPEED_UP)
+    if tolerate_slow and slowest > SLOW_P99_MS:
+        allowed = allowed | SLOW_ALERTS
+    phase = Phase(name, states, slowest, [])
+    loop.seen[name] = phase.seen
+    phase.problems = phase_problems(must, set(allowed), phase.seen)
+    phase.problems += [f"{a} never fired (only pending)" for a in sorted(firing - states["firing"])]
+    if quiet_timeout_s and now:
+        phase.problems.append(f"alerts still active {quiet_timeout_s:g} s after the phase: {now}")
+    if check:
+        assert not phase.problems, (
+            f"phase {name}: {'; '.join(phase.problems)} (seen {states}; slowest p99 {slowest:.0f} ms)"
+        )
+    return phase
 
 
 def alertmanager_alerts(loop: Loop) -> set[str]:
@@ -249,8 +304,21 @@ def test_alerts_fire_for_their_condition_and_only_then(loop: Loop) -> None:
     assert not active, f"alerts of the warm-up did not resolve: {active}"
     rate = loop.rate
 
-    # A healthy stream: nothing fires, not even pending.
-    run_phase(loop, "healthy", lambda: send(loop, loop.take(int(rate * 20))), must=set())
+    # A healthy stream: nothing fires, not even pending. On a machine shared with other work the worker can
+    # stall for seconds; then the latency alerts are right, the stretch was not healthy, and it is tried again.
+    tries = []
+    for _ in range(3):
+        healthy = run_phase(loop, "healthy", lambda: send(loop, loop.take(int(rate * 20))), must=set(),
+                            tolerate_slow=False, check=False)  # fmt: skip
+        tries.append(healthy)
+        if not healthy.problems:
+            break
+        assert healthy.seen <= SLOW_ALERTS and healthy.slowest_p99_ms > SLOW_P99_MS, (
+            f"healthy stream: {'; '.join(healthy.problems)} (seen {healthy.states}; "
+            f"slowest p99 {healthy.slowest_p99_ms:.0f} ms)"
+        )
+    assert not tries[-1].problems, "no healthy stretch in 3 tries; the worker's slowest p99 latencies: " + ", ".join(
+        f"{t.slowest_p99_ms:.0f} ms" for t in tries)  # fmt: skip
 
     # 5% of messages malformed: the dead-letter ratio and a new reason. The broken copy of the ratio rule
     # must be reported by the same check that passes the real one.
@@ -258,12 +326,11 @@ def test_alerts_fire_for_their_condition_and_only_then(loop: Loop) -> None:
         send(loop, loop.take(int(rate * 15)), bad_every=20)
 
     dead = {"FreshetDeadLettersRising", "FreshetDeadLetterReasonNew"}
-    states = run_phase(loop, "dead letters", dead_letters, must=dead, firing={"FreshetDeadLettersRising"})
-    seen = states["pending"] | states["firing"]
-    assert phase_problems({BROKEN_RULE}, dead, seen) == [
+    phase = run_phase(loop, "dead letters", dead_letters, must=dead, firing={"FreshetDeadLettersRising"})
+    assert phase_problems({BROKEN_RULE}, dead | SLOW_ALERTS, phase.seen) == [
         f"{BROKEN_RULE} never went pending or firing"
     ]
-    assert "FreshetDeadLettersRising" in states["alertmanager"], states  # Prometheus sent it while it fired
+    assert "FreshetDeadLettersRising" in phase.states["alertmanager"], phase.states  # sent while it fired
 
     # Labels for ids that were never predicted.
     # They wait for their prediction (labels may come first) and count as unknown after the label TTL.
@@ -301,8 +368,8 @@ def test_alerts_fire_for_their_condition_and_only_then(loop: Loop) -> None:
     def lag() -> None:
         send(loop, loop.take(burst), rate=0.0, send_labels=False)
 
-    slow = frozenset({"FreshetPredictionLatencyHigh", "FreshetFeaturesStale", "FreshetLabelsNotJoining"})
-    run_phase(loop, "consumer lag", lag, must={"FreshetConsumerLagHigh"}, allowed=slow, quiet_timeout_s=0)
+    behind = SLOW_ALERTS | {"FreshetLabelsNotJoining"}
+    run_phase(loop, "consumer lag", lag, must={"FreshetConsumerLagHigh"}, allowed=behind, quiet_timeout_s=0)
 
 
 def test_every_dashboard_panel_returns_data(loop: Loop) -> None:
