@@ -120,16 +120,17 @@ def duration_s(text: str) -> float:
 
 
 def scale_rules(doc: Mapping[str, Any], factor: float, *, min_s: float = 1.0) -> dict[str, Any]:
-    """A copy of a rules file with every duration divided by ``factor``: range windows, ``offset`` and ``for``.
+    """A copy of a rules file with every duration divided by ``factor``: range windows, ``offset``, ``for``
+    and the seconds of an age test on a ``*_created`` series (``time() - x_created < 300``).
 
     The live tests run the real rules on a clock ``factor`` times faster (``for: 5m`` becomes 10 s at
     30x); thresholds stay as they are. ``promtool test rules`` proves the durations at full length.
 
-    >>> doc = {"groups": [{"name": "g", "rules": [{"alert": "A", "for": "5m",
-    ...        "expr": "increase(x[10m]) > 0 unless increase(x[1h] offset 10m) > 0"}]}]}
+    >>> expr = "increase(x[10m]) > 0 unless increase(x[1h] offset 10m) > 0 or time() - x_created{a='b'} < 300"
+    >>> doc = {"groups": [{"name": "g", "rules": [{"alert": "A", "for": "5m", "expr": expr}]}]}
     >>> rule = scale_rules(doc, 30)["groups"][0]["rules"][0]
     >>> rule["for"], rule["expr"]
-    ('10s', 'increase(x[20s]) > 0 unless increase(x[120s] offset 20s) > 0')
+    ('10s', "increase(x[20s]) > 0 unless increase(x[120s] offset 20s) > 0 or time() - x_created{a='b'} < 10")
     """
 
     def scaled(text: str) -> str:
@@ -140,7 +141,9 @@ def scale_rules(doc: Mapping[str, Any], factor: float, *, min_s: float = 1.0) ->
         text = re.sub(r"\[((?:\d+(?:ms|s|m|h|d|w|y))+)(:((?:\d+(?:ms|s|m|h|d|w|y))+))?\]",
                       lambda m: f"[{scaled(m.group(1))}" + (f":{scaled(m.group(3))}" if m.group(3) else "") + "]",
                       text)  # fmt: skip
-        return re.sub(r"\boffset\s+((?:\d+(?:ms|s|m|h|d|w|y))+)", lambda m: f"offset {scaled(m.group(1))}", text)
+        text = re.sub(r"\boffset\s+((?:\d+(?:ms|s|m|h|d|w|y))+)", lambda m: f"offset {scaled(m.group(1))}", text)
+        return re.sub(r"(time\(\)\s*-\s*\w+_created(?:\{[^}]*\})?\s*<\s*)(\d+(?:\.\d+)?)",
+                      lambda m: f"{m.group(1)}{float(m.group(2)) / factor:g}", text)  # fmt: skip
 
     out = json.loads(json.dumps(doc))
     for group in out.get("groups", []):
