@@ -85,8 +85,8 @@ def services_up_cmd(c: Context, with_monitoring: bool) -> None:
     click.echo(f"started: {', '.join(started) or 'nothing (already running)'}")
     if with_monitoring:
         click.echo(
-            f"Prometheus UI: http://127.0.0.1:{s.prometheus_port} (alerts at /alerts, targets at /targets); it "
-            f"scrapes the worker on :{s.metrics_port} and the learner on :{s.metrics_port + 1}"
+            f"Prometheus UI: http://127.0.0.1:{s.prometheus_port} (Debian's build: /classic/alerts, /classic/targets); "
+            f"it scrapes the worker on :{s.metrics_port} and the learner on :{s.metrics_port + 1}"
         )
         from shutil import which
 

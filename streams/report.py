@@ -385,13 +385,22 @@ def _headline_html(heads: list[dict[str, Any]], data_drifts: int) -> str:
             f"<th>vs served</th></tr><tr><td>served</td><td>{e(h['served'])}</td><td>{_fmt(rolling)}</td>"
             f"<td>{_fmt(cumulative)}</td><td></td></tr>{shadow}</table>"
             f"<ul><li>versions: trained v{e(str(h['trained_version'] if h['trained_version'] is not None else '?'))}"
-            f" after {_fmt(h['examples'])} examples; workers serve {served_version}</li>"
+            f" after {_count(h['examples'])} examples; workers serve {served_version}</li>"
             f"<li>drifts: {h['concept_drifts']} concept drift(s), {h['drift_warnings']} warning(s), "
             f"{h['promotions']} promotion(s), {h['actions']} drift policy action(s)</li>"
             f"<li>latency (event → prediction): {e(latency)}</li></ul></div>"
         )
     note = f"<p>{data_drifts} data drift alert(s) (features, predictions, labels).</p>" if data_drifts else ""
     return f'<section id="headline">{"".join(cards)}{note}</section>'
+
+
+def _count(value: float | None) -> str:
+    """A count with thousands separators.
+
+    >>> _count(19750.0), _count(None)
+    ('19,750', '?')
+    """
+    return "?" if value is None else f"{int(value):,}"
 
 
 def _delta(value: float | None, reference: float | None) -> str:
