@@ -441,7 +441,7 @@ def test_the_report_of_the_loop_opens_in_chromium(loop: Loop, tmp_path: Path) ->
     assert "workers serve lr_fast@" in check.text
     assert re.search(r"[1-9]\d* concept drift\(s\)", check.text) and re.search(r"[1-9]\d* promotion\(s\)", check.text)
     with Image.open(shot) as img:
-        assert img.width == 1280 and img.height > 1500
+        assert img.width >= 1280 and img.height > 1500  # the whole page, wider when a table is
 
 
 def test_services_up_with_monitoring_starts_prometheus_beside_kafka_and_redis(loop: Loop, tmp_path: Path) -> None:
