@@ -12,7 +12,10 @@ The phases drive the loop into each condition the rules name, in order, and chec
 that exactly the matching alerts go pending or firing while the others stay quiet; between phases every
 alert must resolve. A copy of one rule with a misspelled metric is loaded beside the real ones, and the
 same check must report it: a broken rule fails the test. The dashboard check runs every panel's PromQL
-over the loop's time range and a copy with two broken panels must fail it.
+over the loop's time range and a copy with two broken panels must fail it. Then ``freshet report
+--screenshot`` draws the loop in headless Chromium, and ``freshet services up --with-monitoring`` starts a
+Prometheus of its own on it. The panel and report tests read what the phases produced, so they run after
+them (file order) and say so when run alone.
 """
 
 from __future__ import annotations
@@ -427,6 +430,8 @@ def freshet(s: Settings, *args: str, timeout_s: float = 180) -> subprocess.Compl
 
 
 def test_the_report_of_the_loop_opens_in_chromium(loop: Loop, tmp_path: Path) -> None:
+    if "concept drift" not in loop.seen:
+        pytest.fail("runs after test_alerts_fire_for_their_condition_and_only_then (the phases feed the report)")
     out, shot = tmp_path / "report", tmp_path / "report.png"
     rep = freshet(loop.settings, "report", "--out", str(out), "--screenshot", str(shot), "--timeout-s", "60")
     assert rep.returncode == 0, rep.stderr
