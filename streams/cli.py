@@ -28,6 +28,13 @@ def _fail(message: str) -> None:
     sys.exit(2)
 
 
+def progress(message: str) -> None:
+    """What a long-running command is doing, on stderr when it is a terminal (scripts keep a clean stderr,
+    where an error is one line)."""
+    if sys.stderr.isatty():
+        click.echo(message, err=True)
+
+
 @click.group()
 @click.version_option(package_name="freshet", prog_name="freshet")
 @click.option(
@@ -70,15 +77,15 @@ def services_up_cmd(c: Context, with_monitoring: bool) -> None:
     from streams.services import ServiceError, ensure_topics, services_up
 
     s = c.settings
-    click.echo(f"starting Kafka on {s.kafka_bootstrap} and Redis on {s.redis_host}:{s.redis_port}...", err=True)
+    progress(f"starting Kafka on {s.kafka_bootstrap} and Redis on {s.redis_host}:{s.redis_port}...")
     try:
         started = services_up(s)
-        click.echo("creating topics...", err=True)
+        progress("creating topics...")
         ensure_topics(s)
         if with_monitoring:
             from streams.monitoring import monitoring_up
 
-            click.echo(f"starting Prometheus on 127.0.0.1:{s.prometheus_port}...", err=True)
+            progress(f"starting Prometheus on 127.0.0.1:{s.prometheus_port}...")
             started += monitoring_up(s)
     except ServiceError as exc:
         _fail(str(exc))
@@ -347,7 +354,7 @@ def backfill(c: Context, input_path: Path, output_path: Path, as_of: str | None,
             as_of_s = parse_timestamp(float(as_of) if as_of.replace(".", "", 1).isdigit() else as_of)
         except ValueError as exc:
             _fail(f"--as-of: {exc}")
-    click.echo(f"computing {c.settings.spec_file.name}'s features over {input_path} with pandas...", err=True)
+    progress(f"computing {c.settings.spec_file.name}'s features over {input_path} with pandas...")
     n = run_backfill(
         c.settings.spec_file,
         input_path,
@@ -383,7 +390,7 @@ def warm_start_cmd(c: Context, events_path: Path, labels_path: Path, slot: str |
         if slot is not None and slot_def.slot != slot:
             continue
         end = ends.get(partition_for(slot_def.slot, len(ends)), 0) if ends else 0
-        click.echo(f"training slot {slot_def.slot} on {events_path} and {labels_path}...", err=True)
+        progress(f"training slot {slot_def.slot} on {events_path} and {labels_path}...")
         meta = warm_start_slot(
             spec,
             slot_def,

@@ -65,8 +65,10 @@ def report(
     settings = c.settings
     if (problem := kafka_unreachable(settings)) is not None:
         _fail(problem)
-    def step(what: str) -> None:  # progress on stderr: reading big topics takes a while
-        click.echo(f"freshet report: {what}", err=True)
+    from streams.cli import progress
+
+    def step(what: str) -> None:  # reading big topics takes a while
+        progress(f"freshet report: {what}")
 
     try:
         step(f"reading {settings.topic('metrics')!r}...")

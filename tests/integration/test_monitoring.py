@@ -385,7 +385,7 @@ def test_alerts_fire_for_their_condition_and_only_then(loop: Loop) -> None:
     # Last, as it leaves a backlog behind: a burst far faster than the worker consumes. The lag climbs, and
     # with it the latency and the features' age; the burst's predictions, never labelled, expire after the
     # label TTL. Nothing else fires.
-    burst = int(min(200_000, 10_000 + 20 * capacity))
+    burst = int(min(200_000, 20_000 + 30 * capacity))
 
     def lag() -> None:
         send(loop, loop.take(burst), rate=0.0, send_labels=False)
@@ -437,7 +437,7 @@ def test_the_report_of_the_loop_opens_in_chromium(loop: Loop, tmp_path: Path) ->
     assert rep.returncode == 0, rep.stderr
     assert {str(out / n) for n in ("report.html", "metrics_examples.png", "metrics_time.png", "latency.png")} | {
         str(shot)} <= set(rep.stdout.splitlines()), rep.stdout  # fmt: skip
-    assert "freshet report: opening the page in headless Chromium..." in rep.stderr
+    assert rep.stderr == "", "progress goes to a terminal only; the screenshot check found nothing wrong"
     check = check_page(out / "report.html")
     assert check.problems(REPORT_PARTS) == []
     assert len(check.images) == 3 and all(i["width"] > 600 for i in check.images)
