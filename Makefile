@@ -1,5 +1,6 @@
 # freshet — every target installs what it needs into .venv first (a fresh clone needs only Python 3.11,
-# Java 17 and Maven; Redis is installed from Debian's packages when missing).
+# Java 17 and Maven; Redis, Prometheus (with promtool), Alertmanager and Chromium are installed from
+# Debian's packages when missing and running as root).
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
@@ -7,10 +8,10 @@ STAMP := $(VENV)/.installed-stamp
 DEMO_ARGS ?=
 
 .DEFAULT_GOAL := help
-.PHONY: help install lint typecheck test test-fast demo bench services-up services-down clean
+.PHONY: help install lint typecheck monitoring-check test test-fast demo bench services-up services-down monitoring-up clean
 
 help: ## list the targets and what each does
-	@grep -E '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "}; {printf "  %-14s %s\n", $$1, $$2}'
+	@grep -E '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "}; {printf "  %-18s %s\n", $$1, $$2}'
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -26,7 +27,10 @@ lint: $(STAMP) ## ruff over the whole tree
 typecheck: $(STAMP) ## mypy over the packages
 	$(BIN)/mypy
 
-test: lint typecheck ## what CI runs: lint, types, then every test (unit, agent, property, doctests, integration on real Kafka + Redis)
+monitoring-check: $(STAMP) ## promtool check config, check rules and test rules over deploy/prometheus
+	$(BIN)/freshet monitoring check
+
+test: lint typecheck monitoring-check ## what CI runs: lint, types, promtool, then every test (unit, agent, property, doctests, integration on real Kafka + Redis + Prometheus, the report in Chromium)
 	$(BIN)/pytest -q
 
 test-fast: $(STAMP) ## the tests that need no servers
@@ -42,6 +46,9 @@ bench: $(STAMP) ## freshet beside Quix Streams, Bytewax and an aiokafka ceiling 
 
 services-up: $(STAMP) ## start the local Kafka broker and Redis server (loopback only)
 	$(BIN)/freshet services up
+
+monitoring-up: $(STAMP) ## the same plus Prometheus (UI on 127.0.0.1:9090) and Alertmanager when installed
+	$(BIN)/freshet services up --with-monitoring
 
 services-down: $(STAMP) ## stop the local servers freshet started
 	$(BIN)/freshet services down

@@ -127,14 +127,28 @@ def publish(
     return stats
 
 
+def rate_text(speed: float | None) -> str:
+    """The progress bar's rate: one decimal, a dash before there is one.
+
+    >>> rate_text(100.02502657203654), rate_text(None)
+    ('100.0/s', '-/s')
+    """
+    return "-/s" if speed is None else f"{speed:.1f}/s"
+
+
 def _progress(total: int | None) -> tuple[Any, Any]:
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, ProgressColumn, TextColumn, TimeRemainingColumn
+    from rich.text import Text
+
+    class RateColumn(ProgressColumn):
+        def render(self, task: Any) -> Text:
+            return Text(rate_text(task.speed))
 
     prog = Progress(
         TextColumn("events"),
         BarColumn(),
         MofNCompleteColumn(),
-        TextColumn("{task.speed}/s"),
+        RateColumn(),
         TimeRemainingColumn(),
     )
     prog.start()

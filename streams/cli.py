@@ -28,7 +28,15 @@ def _fail(message: str) -> None:
     sys.exit(2)
 
 
+def progress(message: str) -> None:
+    """What a long-running command is doing, on stderr when it is a terminal (scripts keep a clean stderr,
+    where an error is one line)."""
+    if sys.stderr.isatty():
+        click.echo(message, err=True)
+
+
 @click.group()
+@click.version_option(package_name="freshet", prog_name="freshet")
 @click.option(
     "--spec",
     "spec_path",
@@ -57,38 +65,107 @@ def services() -> None:
 
 
 @services.command("up")
+@click.option(
+    "--with-monitoring",
+    is_flag=True,
+    help="Also start Prometheus (installed from Debian when missing) with freshet's rules, scraping the worker "
+    "and learner, and Alertmanager when it is installed.",
+)
 @pass_ctx
-def services_up_cmd(c: Context) -> None:
+def services_up_cmd(c: Context, with_monitoring: bool) -> None:
     """Start Kafka and Redis where nothing listens yet, and create freshet's topics."""
     from streams.services import ServiceError, ensure_topics, services_up
 
+    s = c.settings
+    progress(f"starting Kafka on {s.kafka_bootstrap} and Redis on {s.redis_host}:{s.redis_port}...")
     try:
-        started = services_up(c.settings)
-        ensure_topics(c.settings)
+        started = services_up(s)
+        progress("creating topics...")
+        ensure_topics(s)
+        if with_monitoring:
+            from streams.monitoring import monitoring_up
+
+            progress(f"starting Prometheus on 127.0.0.1:{s.prometheus_port}...")
+            started += monitoring_up(s)
     except ServiceError as exc:
         _fail(str(exc))
     click.echo(f"started: {', '.join(started) or 'nothing (already running)'}")
+    if with_monitoring:
+        click.echo(
+            f"Prometheus UI: http://127.0.0.1:{s.prometheus_port} (Debian's build: /classic/alerts, /classic/targets); "
+            f"it scrapes the worker on :{s.metrics_port} and the learner on :{s.metrics_port + 1}"
+        )
+        from shutil import which
+
+        if which("prometheus-alertmanager"):
+            click.echo(f"Alertmanager UI: http://127.0.0.1:{s.alertmanager_port}")
+        else:
+            click.echo("Alertmanager not installed (apt-get install prometheus-alertmanager): see alerts in Prometheus")
 
 
 @services.command("down")
 @pass_ctx
 def services_down_cmd(c: Context) -> None:
-    """Stop the servers freshet started."""
+    """Stop the servers freshet started (Prometheus and Alertmanager too)."""
+    from streams.monitoring import monitoring_down
     from streams.services import services_down
 
-    click.echo(f"stopped: {', '.join(services_down(c.settings)) or 'nothing'}")
+    stopped = monitoring_down(c.settings) + services_down(c.settings)
+    click.echo(f"stopped: {', '.join(stopped) or 'nothing'}")
 
 
 @services.command("status")
 @pass_ctx
 def services_status_cmd(c: Context) -> None:
-    """Show whether Kafka and Redis answer, and which freshet started."""
+    """Show whether Kafka, Redis, Prometheus and Alertmanager answer, and which freshet started."""
     from streams.services import services_status
 
-    for name, st in services_status(c.settings).items():
+    for name, st in services_status(c.settings, monitoring=True).items():
         state = "running" if st["running"] else "stopped"
         owner = f" (pid {st['pid']}, started by freshet)" if st["started_by_freshet"] else ""
-        click.echo(f"{name:6} {st['host']}:{st['port']} {state}{owner}")
+        click.echo(f"{name:12} {st['host']}:{st['port']} {state}{owner}")
+
+
+# --- monitoring -------------------------------------------------------------------------------------------
+
+
+@main.group()
+def monitoring() -> None:
+    """Check freshet's Prometheus config, alert rules and Grafana dashboard."""
+
+
+@monitoring.command("check")
+@click.option(
+    "--prometheus-url",
+    default=None,
+    help="Also run every dashboard panel's query against this Prometheus (e.g. http://127.0.0.1:9090) "
+    "over the last --range-s and fail on panels without data.",
+)
+@click.option("--range-s", type=float, default=900.0, show_default=True, help="Time range of the panel check.")
+def monitoring_check(prometheus_url: str | None, range_s: float) -> None:
+    """promtool check config, check rules and test rules over deploy/prometheus; optionally the dashboard."""
+    import time
+
+    from streams import monitoring as mon
+    from streams.services import ServiceError
+
+    failed = False
+    try:
+        for result in mon.check_deploy_files():
+            click.echo(f"{'ok  ' if result.ok else 'FAIL'} {result.what}")
+            if not result.ok:
+                failed = True
+                click.echo("     " + result.output.replace("\n", "\n     "))
+        if prometheus_url:
+            api = mon.PrometheusAPI(prometheus_url)
+            now = time.time()
+            for panel in mon.check_dashboard(api, mon.load_dashboard(), start=now - range_s, end=now):
+                click.echo(f"{'ok  ' if panel.ok else 'FAIL'} panel {panel.describe()}")
+                failed = failed or not panel.ok
+    except (ServiceError, mon.PrometheusError) as exc:
+        _fail(str(exc))
+    if failed:
+        sys.exit(1)
 
 
 # --- worker, learner, producer -------------------------------------------------------------------------
@@ -278,6 +355,7 @@ def backfill(c: Context, input_path: Path, output_path: Path, as_of: str | None,
             as_of_s = parse_timestamp(float(as_of) if as_of.replace(".", "", 1).isdigit() else as_of)
         except ValueError as exc:
             _fail(f"--as-of: {exc}")
+    progress(f"computing {c.settings.spec_file.name}'s features over {input_path} with pandas...")
     n = run_backfill(
         c.settings.spec_file,
         input_path,
@@ -313,6 +391,7 @@ def warm_start_cmd(c: Context, events_path: Path, labels_path: Path, slot: str |
         if slot is not None and slot_def.slot != slot:
             continue
         end = ends.get(partition_for(slot_def.slot, len(ends)), 0) if ends else 0
+        progress(f"training slot {slot_def.slot} on {events_path} and {labels_path}...")
         meta = warm_start_slot(
             spec,
             slot_def,

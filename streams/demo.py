@@ -63,8 +63,11 @@ def _stream_and_summarize(settings: Settings, n_events: int, drift_at: int, rate
         f"  published {stats.events} events ({stats.bad} malformed) and {stats.labels} labels "
         f"in {stats.elapsed_s:.1f} s"
     )
+    click.echo(f"  waiting for {n_events} predictions...")
     predictions = read_until(settings, "predictions", done=lambda r: len(r) >= n_events, timeout_s=120)
+    click.echo(f"  {len(predictions)} predictions read; waiting for the learner to learn every label...")
     _wait_learned(learner_url(settings), n_events, timeout_s=120)
+    click.echo("  reading the metrics, drift and dead-letter topics...")
     metrics = read_whole_topic(settings, "metrics", timeout_s=30).values
     drift = read_whole_topic(settings, "drift", timeout_s=30).values
     dead = read_whole_topic(settings, "dead-letter", timeout_s=30).values
@@ -73,7 +76,8 @@ def _stream_and_summarize(settings: Settings, n_events: int, drift_at: int, rate
     try:
         from streams.report import build_report
 
-        paths = build_report(metrics, drift, report_dir)
+        served = [v for _, v, _ in predictions if isinstance(v, dict)]
+        paths = build_report(metrics, drift, report_dir, predictions=served)
         click.echo(f"  report: {', '.join(str(p) for p in paths.values())}")
     except Exception as exc:  # the report is a bonus: never fail the demo on it
         click.echo(f"  report not written: {exc}")

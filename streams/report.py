@@ -17,6 +17,11 @@ Metrics snapshot (a ``metrics`` topic message, published by the learner per mode
      "ts": 1700000003.2,            # wall time of the snapshot, epoch s
      "metrics": {"accuracy": 0.91, "accuracy_rolling": 0.88, "log_loss": 0.3, ...}}
 
+Predictions (``predictions`` topic messages, optional) give the event→prediction latency over time
+(``latency.png``: p50 and p99 of ``produced_ts - ingest_ts`` per time bucket) and the version the workers
+serve. The page opens with a headline per model slot: the served model (the champion, whose versions the
+workers swap in) against its shadow challengers, the versions trained and served, drifts and promotions.
+
 A metric ``<m>_rolling`` is the rolling window's value of ``<m>``, drawn as a solid line; ``<m>`` alone is
 cumulative, dashed. ``None`` values and the key ``champion`` are skipped. Drift alerts are
 :class:`models.drift.DriftAlert` dicts; each becomes a vertical line at its event time (mapped to the
@@ -35,6 +40,11 @@ drift.
 ...     paths = build_report(snaps, alerts, out)
 ...     sorted(paths), paths["png_examples"].stat().st_size > 10_000
 (['html', 'png_examples', 'png_time'], True)
+>>> preds = [{"slot": "default", "model": "lr@3", "produced_ts": 2e9 + i, "ingest_ts": 2e9 + i - 0.01}
+...          for i in range(100)]
+>>> with tempfile.TemporaryDirectory() as out:
+...     sorted(build_report(snaps, alerts, out, predictions=preds))
+['html', 'png_examples', 'png_latency', 'png_time']
 """
 
 from __future__ import annotations
@@ -68,19 +78,24 @@ def build_report(
     out_dir: Path | str,
     *,
     title: str = "freshet report",
+    predictions: Iterable[Mapping[str, Any]] | None = None,
 ) -> dict[str, Path]:
     """Write ``metrics_examples.png`` (metrics vs. examples learned), ``metrics_time.png`` (vs. event
-    time; only when the snapshots carry ``event_ts``) and ``report.html`` into ``out_dir``.
+    time; only when the snapshots carry ``event_ts``), ``latency.png`` (only with ``predictions`` that
+    carry ``ingest_ts``) and ``report.html`` into ``out_dir``.
 
-    Returns ``{"html": ..., "png_examples": ..., "png_time": ...}`` (paths that were written). Malformed
-    snapshots or alerts (not a dict, no model) are skipped, so a report of a noisy topic still renders.
+    Returns ``{"html": ..., "png_examples": ..., "png_time": ..., "png_latency": ...}`` (paths that were
+    written). Malformed snapshots, alerts or predictions (not a dict, no model) are skipped, so a report
+    of a noisy topic still renders.
     """
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     snaps = [s for s in metrics_snapshots if isinstance(s, Mapping) and s.get("model") is not None]
     alerts = [a for a in drift_alerts if isinstance(a, Mapping) and a.get("kind") is not None]
+    preds = [p for p in predictions or () if isinstance(p, Mapping) and p.get("model") is not None]
     series = _series(snaps)
     paths: dict[str, Path] = {}
+    latency = latency_over_time(preds)
 
     paths["png_examples"] = out / "metrics_examples.png"
     _plot(series, alerts, "n", paths["png_examples"], title)
@@ -88,9 +103,65 @@ def build_report(
         paths["png_time"] = out / "metrics_time.png"
         _plot(series, alerts, "event_ts", paths["png_time"], title)
 
+    if latency:
+        paths["png_latency"] = out / "latency.png"
+        _plot_latency(latency, paths["png_latency"], title)
+
     paths["html"] = out / "report.html"
-    paths["html"].write_text(_html(title, series, snaps, alerts, paths), encoding="utf-8")
+    paths["html"].write_text(_html(title, series, snaps, alerts, paths, preds, latency), encoding="utf-8")
     return paths
+
+
+def latency_over_time(
+    predictions: Iterable[Mapping[str, Any]], buckets: int = 60
+) -> list[tuple[float, float, float, int]]:
+    """Event→prediction latency (``produced_ts - ingest_ts``) per time bucket of publication:
+    ``(bucket start epoch s, p50 ms, p99 ms, predictions)``, at most ``buckets`` of them.
+
+    >>> preds = [{"produced_ts": 100.0 + i, "ingest_ts": 100.0 + i - (0.5 if i == 9 else 0.01)} for i in range(10)]
+    >>> [(t, p50, p99, n) for t, p50, p99, n in latency_over_time(preds, buckets=2)]
+    [(100.0, 10.0, 10.0, 5), (104.5, 10.0, 500.0, 5)]
+    """
+    points = sorted(
+        (t, (t - i) * 1000.0)
+        for p in predictions
+        if (t := _num(p.get("produced_ts"))) is not None and (i := _num(p.get("ingest_ts"))) is not None
+    )
+    if not points:
+        return []
+    lo, hi = points[0][0], points[-1][0]
+    width = max((hi - lo) / buckets, 1e-9)
+    grouped: dict[int, list[float]] = {}
+    for t, ms in points:
+        grouped.setdefault(min(buckets - 1, int((t - lo) / width)), []).append(ms)
+    out = []
+    for b in sorted(grouped):
+        values = sorted(grouped[b])
+        out.append((round(lo + b * width, 6), _rank(values, 0.5), _rank(values, 0.99), len(values)))
+    return out
+
+
+def _rank(ordered: list[float], q: float) -> float:
+    """Nearest-rank quantile of sorted values, rounded to 0.1 ms."""
+    return round(ordered[max(0, min(len(ordered) - 1, math.ceil(q * len(ordered)) - 1))], 1)
+
+
+def _plot_latency(latency: list[tuple[float, float, float, int]], path: Path, title: str) -> None:
+    fig = Figure(figsize=(11, 3.6), dpi=100)
+    FigureCanvasAgg(fig)
+    ax = fig.subplots()
+    times: Any = [datetime.fromtimestamp(t, tz=UTC) for t, *_ in latency]
+    ax.plot(times, [p99 for _, _, p99, _ in latency], color="tab:red", linewidth=1.4, label="p99")
+    ax.plot(times, [p50 for _, p50, _, _ in latency], color="tab:blue", linewidth=1.6, label="p50")
+    ax.set_ylabel("latency (ms)")
+    ax.set_xlabel("prediction published (UTC)")
+    if max(p99 for _, _, p99, _ in latency) > 20 * max(0.1, min(p50 for _, p50, _, _ in latency)):
+        ax.set_yscale("log")
+    ax.grid(True, alpha=0.3)
+    ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=8)
+    fig.suptitle(f"{title}: event → prediction latency (Kafka append → prediction published)")
+    fig.tight_layout()
+    fig.savefig(path, format="png")
 
 
 class _Point:
@@ -258,12 +329,127 @@ def _served_section(snaps: list[Mapping[str, Any]]) -> str:
     )
 
 
+def headlines(
+    series: Mapping[str, list[_Point]], alerts: list[Mapping[str, Any]], preds: list[Mapping[str, Any]]
+) -> list[dict[str, Any]]:
+    """What a person looks for first, per model slot: the served model (the champion) against its shadow
+    challengers on the main metric, the versions trained and served, drifts, promotions and latency.
+
+    >>> pts = lambda role, v, acc: [_Point({"role": role, "version": v, "n": 10, "metrics": {"accuracy": acc}})]
+    >>> h = headlines({"d/lr": pts("champion", 4, 0.9), "d/fast": pts("challenger", 4, 0.8)}, [],
+    ...               [{"slot": "d", "model": "lr@3", "produced_ts": 1.0, "ingest_ts": 0.99}])
+    >>> h[0]["served"], h[0]["shadow"], h[0]["trained_version"], h[0]["served_model"]
+    ('d/lr', ['d/fast'], 4, 'lr@3')
+    """
+    slots: dict[str, list[str]] = {}
+    for model in series:
+        slots.setdefault(model.split("/", 1)[0], []).append(model)
+    names = metric_names(series)
+    out = []
+    for slot, models in sorted(slots.items()):
+        champions = [m for m in models if series[m][-1].role == "champion"]
+        served = champions[0] if champions else models[0]
+        metric = "accuracy" if "accuracy" in names else (names[0] if names else None)
+
+        def score(model: str, metric: str | None = metric) -> tuple[float | None, float | None]:
+            last = series[model][-1].metrics
+            return (last.get(f"{metric}_rolling"), last.get(f"{metric}")) if metric else (None, None)
+
+        slot_preds = [p for p in preds if str(p.get("slot", "default")) == slot]
+        last_pred = max(slot_preds, key=lambda p: _num(p.get("produced_ts")) or 0.0) if slot_preds else None
+        lat = [
+            (t - i) * 1000.0
+            for p in slot_preds
+            if (t := _num(p.get("produced_ts"))) is not None and (i := _num(p.get("ingest_ts"))) is not None
+        ]
+        lat.sort()
+        subjects = set(models)
+        out.append({
+            "slot": slot,
+            "metric": metric,
+            "served": served,
+            "served_score": score(served),
+            "shadow": [m for m in models if m != served],
+            "shadow_scores": {m: score(m) for m in models if m != served},
+            "examples": series[served][-1].n,
+            "trained_version": series[served][-1].version,
+            "served_model": str(last_pred["model"]) if last_pred is not None else None,
+            "predictions": len(slot_preds),
+            "latency_ms": (_rank(lat, 0.5), _rank(lat, 0.99)) if lat else None,
+            "concept_drifts": sum(
+                1 for a in alerts
+                if a.get("kind") == "concept" and a.get("level", "drift") == "drift"
+                and str(a.get("subject", "")).split("@", 1)[0] in subjects
+            ),
+            "drift_warnings": sum(
+                1 for a in alerts
+                if a.get("kind") == "concept" and a.get("level") == "warning"
+                and str(a.get("subject", "")).split("@", 1)[0] in subjects
+            ),
+            "promotions": sum(1 for a in alerts if a.get("kind") == "promotion" and a.get("slot", slot) == slot),
+            "actions": sum(1 for a in alerts if a.get("kind") == "action" and a.get("slot", slot) == slot),
+        })  # fmt: skip
+    return out
+
+
+def _headline_html(heads: list[dict[str, Any]], data_drifts: int) -> str:
+    e = html.escape
+    if not heads:
+        return '<section id="headline"><p>No metric snapshots.</p></section>'
+    cards = []
+    for h in heads:
+        metric = h["metric"] or "metric"
+        rolling, cumulative = h["served_score"]
+        shadow = "".join(
+            f"<tr><td>shadow</td><td>{e(m)}</td><td>{_fmt(r)}</td><td>{_fmt(c)}</td>"
+            f"<td>{_delta(r, rolling)}</td></tr>"
+            for m, (r, c) in h["shadow_scores"].items()
+        )
+        served_version = e(h["served_model"]) if h["served_model"] else "not seen in predictions"
+        latency = (
+            f"p50 {h['latency_ms'][0]:.1f} ms, p99 {h['latency_ms'][1]:.1f} ms over {h['predictions']} predictions"
+            if h["latency_ms"] else "no predictions read"
+        )
+        cards.append(
+            f'<div class="card" id="slot-{e(h["slot"])}"><h3>slot {e(h["slot"])}</h3>'
+            f'<p class="big">served <b>{e(h["served"])}</b>: {e(metric)} {_fmt(rolling)} rolling, '
+            f"{_fmt(cumulative)} cumulative</p>"
+            f"<table><tr><th></th><th>model</th><th>{e(metric)} rolling</th><th>{e(metric)}</th>"
+            f"<th>vs served</th></tr><tr><td>served</td><td>{e(h['served'])}</td><td>{_fmt(rolling)}</td>"
+            f"<td>{_fmt(cumulative)}</td><td></td></tr>{shadow}</table>"
+            f"<ul><li>versions: trained v{e(str(h['trained_version'] if h['trained_version'] is not None else '?'))}"
+            f" after {_count(h['examples'])} examples; workers serve {served_version}</li>"
+            f"<li>drifts: {h['concept_drifts']} concept drift(s), {h['drift_warnings']} warning(s), "
+            f"{h['promotions']} promotion(s), {h['actions']} drift policy action(s)</li>"
+            f"<li>latency (event → prediction): {e(latency)}</li></ul></div>"
+        )
+    note = f"<p>{data_drifts} data drift alert(s) (features, predictions, labels).</p>" if data_drifts else ""
+    return f'<section id="headline">{"".join(cards)}{note}</section>'
+
+
+def _count(value: float | None) -> str:
+    """A count with thousands separators.
+
+    >>> _count(19750.0), _count(None)
+    ('19,750', '?')
+    """
+    return "?" if value is None else f"{int(value):,}"
+
+
+def _delta(value: float | None, reference: float | None) -> str:
+    if value is None or reference is None:
+        return ""
+    return f"{value - reference:+.3f}"
+
+
 def _html(
     title: str,
     series: Mapping[str, list[_Point]],
     snaps: list[Mapping[str, Any]],
     alerts: list[Mapping[str, Any]],
     paths: Mapping[str, Path],
+    preds: list[Mapping[str, Any]] | None = None,
+    latency: list[tuple[float, float, float, int]] | None = None,
 ) -> str:
     e = html.escape
     names = metric_names(series)
@@ -285,7 +471,7 @@ def _html(
             f"<td>{_fmt(last.n)}</td>{cells}<td>{concept_counts.get(model, 0)}</td></tr>"
         )
     models_table = (
-        f"<table><tr><th>model</th><th>role</th><th>version</th><th>examples</th>{head}"
+        f'<table id="models"><tr><th>model</th><th>role</th><th>version</th><th>examples</th>{head}'
         f"<th>concept drifts</th></tr>{''.join(rows)}</table>"
         if rows else "<p>No metric snapshots.</p>"
     )
@@ -296,17 +482,20 @@ def _html(
             "<tr>" + "".join(
                 f"<td>{e(str(v))}</td>" for v in (
                     _fmt_ts(a.get("event_ts")), a.get("offset", ""), a.get("kind", ""), a.get("level", "drift"),
-                    a.get("subject", ""), a.get("detector", ""), a.get("statistic", ""), _fmt(a.get("value")),
+                    a.get("subject", a.get("slot", "")), a.get("detector", a.get("action", a.get("promoted", ""))),
+                    a.get("statistic", a.get("reason", "")), _fmt(a.get("value")),
                     _fmt(a.get("threshold")), _fmt_ts(a.get("detected_ts")),
                 )
             ) + "</tr>"
         )
     alerts_table = (
-        "<table><tr><th>event time (UTC)</th><th>offset</th><th>kind</th><th>level</th><th>subject</th>"
-        "<th>detector</th><th>statistic</th><th>value</th><th>threshold</th><th>detected (UTC)</th></tr>"
-        + "".join(alert_rows) + "</table>"
-        if alert_rows else "<p>No drift alerts.</p>"
+        '<table id="drift-alerts"><tr><th>event time (UTC)</th><th>offset</th><th>kind</th><th>level</th>'
+        "<th>subject</th><th>detector / action</th><th>statistic / reason</th><th>value</th><th>threshold</th>"
+        "<th>detected (UTC)</th></tr>"
+        + ("".join(alert_rows) or '<tr><td colspan="10">No drift alerts.</td></tr>') + "</table>"
     )
+    data_drifts = sum(1 for a in alerts if a.get("kind") in ("feature", "prediction", "label"))
+    headline = _headline_html(headlines(series, alerts, list(preds or [])), data_drifts)
 
     kinds: dict[str, int] = {}
     for a in alerts:
@@ -319,22 +508,30 @@ def _html(
         + (": " + ", ".join(f"{e(k)} {v}" for k, v in sorted(kinds.items())) if kinds else "")
         + "</li></ul>"
     )
-    images = "".join(
-        f'<figure><img src="{e(paths[key].name)}" alt="{e(caption)}" style="max-width:100%">'
-        f"<figcaption>{e(caption)}</figcaption></figure>"
-        for key, caption in (
-            ("png_examples", "Online metrics vs. examples learned"),
-            ("png_time", "Online metrics vs. event time"),
+    def figure(key: str, caption: str) -> str:
+        if key not in paths:
+            return ""
+        return (
+            f'<figure><img src="{e(paths[key].name)}" alt="{e(caption)}" style="max-width:100%">'
+            f"<figcaption>{e(caption)}</figcaption></figure>"
         )
-        if key in paths
+
+    images = figure("png_examples", "Online metrics vs. examples learned") + figure(
+        "png_time", "Online metrics vs. event time"
+    )
+    latency_section = (
+        f'<section id="latency">{figure("png_latency", "Event → prediction latency over time (p50, p99)")}</section>'
+        if latency else '<section id="latency"><p>No predictions read: no latency over time.</p></section>'
     )
     style = (
         "body{font-family:sans-serif;margin:2em}table{border-collapse:collapse;margin:1em 0}"
         "td,th{border:1px solid #ccc;padding:4px 8px;text-align:left;font-size:90%}th{background:#f4f4f4}"
+        ".card{border:1px solid #ccc;border-radius:6px;padding:0 1em;margin:1em 0;display:inline-block;"
+        "vertical-align:top;margin-right:1em}.big{font-size:120%}"
     )
     return (
         f"<!DOCTYPE html><html><head><meta charset=\"utf-8\"><title>{e(title)}</title>"
-        f"<style>{style}</style></head><body><h1>{e(title)}</h1><h2>Summary</h2>{summary}"
+        f"<style>{style}</style></head><body><h1>{e(title)}</h1>{headline}<h2>Summary</h2>{summary}"
         f"<h2>Models (last snapshot)</h2>{models_table}{_served_section(snaps)}<h2>Metrics</h2>{images}"
-        f"<h2>Drift alerts</h2>{alerts_table}</body></html>\n"
+        f"<h2>Latency</h2>{latency_section}<h2>Drift alerts</h2>{alerts_table}</body></html>\n"
     )

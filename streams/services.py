@@ -128,13 +128,31 @@ def redis_dir(settings: Settings) -> Path:
     return _cache(settings) / "redis" / str(settings.redis_port)
 
 
+# Each service freshet starts: the settings field holding its port, and a word of its command line (a PID
+# file whose process no longer runs this program belongs to a recycled PID and is never signalled).
+SERVICE_PORTS = {
+    "kafka": "kafka_port",
+    "redis": "redis_port",
+    "prometheus": "prometheus_port",
+    "alertmanager": "alertmanager_port",
+}
+_MARKERS = {"kafka": "kafka.Kafka", "redis": "redis-server", "prometheus": "prometheus", "alertmanager": "alertmanager"}
+
+
+def service_dir(settings: Settings, name: str) -> Path:
+    """Where the service ``name`` on its configured port keeps its config, logs and data."""
+    return _cache(settings) / name / str(getattr(settings, SERVICE_PORTS[name]))
+
+
 def _pid_file(settings: Settings, name: str) -> Path:
-    port = settings.kafka_port if name == "kafka" else settings.redis_port
+    port = getattr(settings, SERVICE_PORTS[name])
     return _cache(settings) / "run" / f"{name}-{port}.pid"
 
 
 def _log_file(settings: Settings, name: str) -> Path:
-    return kafka_dir(settings) / "server.log" if name == "kafka" else redis_dir(settings) / "redis.log"
+    if name == "kafka":
+        return kafka_dir(settings) / "server.log"
+    return service_dir(settings, name) / f"{name}.log"
 
 
 @contextlib.contextmanager
@@ -212,8 +230,7 @@ def _read_pid(settings: Settings, name: str) -> int | None:
         return None
     cmdline = _cmdline(pid)
     # A recycled PID belongs to some other program: never signal it.
-    marker = "kafka.Kafka" if name == "kafka" else "redis-server"
-    if cmdline is not None and marker not in cmdline:
+    if cmdline is not None and _MARKERS[name] not in cmdline:
         return None
     return pid
 
@@ -453,29 +470,41 @@ def stop_kafka(settings: Settings) -> bool:
 # --- Redis -----------------------------------------------------------------------------------------
 
 
-def _redis_server() -> str:
-    path = shutil.which("redis-server")
+def apt_program(program: str, package: str) -> str:
+    """The path of ``program``; installs Debian's ``package`` with apt-get first when it is missing.
+
+    Installing needs root and apt-get (CI and fresh machines); otherwise the error says what to install.
+    Recommended packages are left out, and the package lists are refreshed once when the first try fails.
+
+    >>> apt_program("sh", "dash")
+    '/usr/bin/sh'
+    """
+    path = shutil.which(program)
     if path is not None:
         return path
     apt = shutil.which("apt-get")
     if apt is None or os.geteuid() != 0:
-        raise ServiceError("redis-server not found on PATH: install it (sudo apt-get install redis-server)")
+        raise ServiceError(f"{program} not found on PATH: install it (sudo apt-get install {package})")
     env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
-    install = [apt, "install", "-y", "--no-install-recommends", "redis-server"]
+    # Wait for another apt-get (another test session installing something) instead of failing at once.
+    install = [apt, "install", "-y", "-o", "DPkg::Lock::Timeout=300", "--no-install-recommends", package]
     result = subprocess.run(install, capture_output=True, text=True, env=env, check=False)
     if result.returncode != 0:
         # A fresh machine often has no package lists yet.
         subprocess.run([apt, "update"], capture_output=True, text=True, env=env, check=False)
         result = subprocess.run(install, capture_output=True, text=True, env=env, check=False)
-    path = shutil.which("redis-server")
+    path = shutil.which(program)
     if result.returncode != 0 or path is None:
         lines = [ln.strip() for ln in (result.stderr + result.stdout).splitlines() if ln.strip()]
         detail = lines[-1] if lines else f"exit code {result.returncode}"
         raise ServiceError(
-            f"redis-server not found and apt-get failed: {detail}; "
-            "install it by hand (apt-get install redis-server)"
+            f"{program} not found and apt-get failed: {detail}; install it by hand (apt-get install {package})"
         )
     return path
+
+
+def _redis_server() -> str:
+    return apt_program("redis-server", "redis-server")
 
 
 def _redis_ping(host: str, port: int) -> bool:
@@ -579,13 +608,20 @@ def require_services(settings: Settings) -> list[str]:
     return []
 
 
-def services_status(settings: Settings) -> dict[str, ServiceStatus]:
-    """For ``kafka`` and ``redis``: running (the port answers), pid and whether freshet started it."""
+def services_status(settings: Settings, *, monitoring: bool = False) -> dict[str, ServiceStatus]:
+    """For ``kafka`` and ``redis`` (and ``prometheus`` and ``alertmanager`` with ``monitoring``): running
+    (the port answers), pid and whether freshet started it."""
     out: dict[str, ServiceStatus] = {}
-    for name, host, port in (
+    names = [
         ("kafka", settings.kafka_host, settings.kafka_port),
         ("redis", settings.redis_host, settings.redis_port),
-    ):
+    ]
+    if monitoring:
+        names += [
+            ("prometheus", "127.0.0.1", settings.prometheus_port),
+            ("alertmanager", "127.0.0.1", settings.alertmanager_port),
+        ]
+    for name, host, port in names:
         pid = _read_pid(settings, name)
         out[name] = ServiceStatus(
             running=port_open(host, port),

@@ -54,6 +54,9 @@ class Settings:
     redis_host: str = "127.0.0.1"
     redis_port: int = 6379
     redis_db: int = 0
+    # Local Prometheus and Alertmanager (`freshet services up --with-monitoring`, the monitoring tests).
+    prometheus_port: int = 9090
+    alertmanager_port: int = 9094
     # Start local Kafka/Redis when the settings point at servers that are not running.
     start_services: bool = True
     cache_dir: Path = Path(".cache")

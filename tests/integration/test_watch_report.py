@@ -329,7 +329,7 @@ def test_watch_shows_the_running_system_and_report_draws_it(settings: Settings, 
     rep = freshet(s, "report", "--out", str(out), "--timeout-s", "30")
     assert rep.returncode == 0, rep.stderr
     pngs = sorted(out.glob("*.png"))
-    assert {p.name for p in pngs} == {"metrics_examples.png", "metrics_time.png"}
+    assert {p.name for p in pngs} == {"metrics_examples.png", "metrics_time.png", "latency.png"}
     printed = rep.stdout.splitlines()
     assert {str(p) for p in pngs} | {str(out / "report.html")} <= set(printed), rep.stdout
     page = (out / "report.html").read_text(encoding="utf-8")

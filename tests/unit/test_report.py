@@ -90,3 +90,29 @@ def test_report_skips_malformed_messages(tmp_path: Path) -> None:
     bad_alerts: list[Any] = [None, {"kind": "concept", "subject": "default/lr"}]
     paths = build_report(snaps, bad_alerts, tmp_path)
     check_png(paths["png_examples"])
+
+
+def test_headline_puts_the_served_model_against_its_shadows(tmp_path: Path) -> None:
+    preds = [{"slot": "default", "model": f"lr@{v}", "produced_ts": T0 + v, "ingest_ts": T0 + v - 0.02}
+             for v in range(5)]  # fmt: skip
+    promotion = {"v": 1, "kind": "promotion", "slot": "default", "promoted": "tree", "demoted": "lr", "offset": 9}
+    paths = build_report(snapshots(), [*alerts(), promotion], tmp_path, predictions=preds)
+    page = paths["html"].read_text()
+    headline = page[page.index('<section id="headline">'):page.index("</section>")]
+    assert "served <b>default/lr</b>" in headline and "<td>shadow</td><td>default/tree</td>" in headline
+    assert "trained v19" in headline and "workers serve lr@4" in headline
+    assert "1 concept drift(s)" in headline and "1 promotion(s)" in headline
+    assert "p50 20.0 ms, p99 20.0 ms over 5 predictions" in headline
+    assert "1 data drift alert(s)" in headline
+    check_png(paths["png_latency"])
+
+
+def test_latency_over_time_shows_when_it_was_slow() -> None:
+    from streams.report import latency_over_time
+
+    preds = [{"produced_ts": T0 + i, "ingest_ts": T0 + i - (2.0 if 500 <= i < 600 else 0.01)} for i in range(1000)]
+    buckets = latency_over_time(preds, buckets=10)
+    assert len(buckets) == 10 and sum(n for *_, n in buckets) == 1000
+    slow = [i for i, (_, p50, _, _) in enumerate(buckets) if p50 > 1000]
+    assert slow == [5]
+    assert latency_over_time([{"produced_ts": 1.0}]) == []  # no ingest time: nothing to draw
