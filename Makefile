@@ -31,7 +31,10 @@ monitoring-check: $(STAMP) ## promtool check config, check rules and test rules 
 	$(BIN)/freshet monitoring check
 
 test: lint typecheck monitoring-check ## what CI runs: lint, types, promtool, then every test (unit, agent, property, doctests, integration on real Kafka + Redis + Prometheus, the report in Chromium)
-	$(BIN)/pytest -q
+	$(BIN)/pytest -q -m "not long"
+
+long: $(STAMP) ## acceptance runs of many minutes (e.g. SEA with two drifts, 90,000 events at 100/s)
+	$(BIN)/pytest -q -m long
 
 test-fast: $(STAMP) ## the tests that need no servers
 	$(BIN)/pytest -q -m "not integration"
