@@ -482,7 +482,8 @@ def run_latency(
     system: System, bootstrap: str, cfg: Config, rates: dict[str, float], python: Path, items: Path
 ) -> dict[str, Any]:
     """Fresh topics; 20 warm-up events awaited; then each rate for ``cfg.latency_s`` (capped), one after
-    the other in the same process, each phase's outputs awaited (bounded) before the next."""
+    the other, each phase's outputs awaited (bounded) before the next (the bench gives each rate its own
+    system and topics)."""
     system.create_topics(bootstrap, cfg.partitions)
     out: dict[str, Any] = {}
     publisher = Publisher(python, bootstrap, system.topics.events, system.topics.labels, items)
