@@ -43,7 +43,7 @@ from models.spec import ModelSlotDef, parse_models
 from streams.connections import open_registry
 from streams.metrics import Metrics
 from streams.partitions import partition_for
-from streams.records import Example, dead_letter, decode, encode
+from streams.records import Example, dead_letter_of, decode, encode
 from streams.settings import Settings
 from streams.spec import PipelineSpec
 
@@ -507,15 +507,7 @@ class LearnerLoop:
                                               "metrics": served, "by_version": by_version})
 
     def _dead_letter(self, batch: Batch, record: Any, reason: str, detail: str) -> None:
-        key, value = dead_letter(
-            topic=record.topic,
-            partition=record.partition,
-            offset=record.offset,
-            key=record.key,
-            value=record.value,
-            reason=reason,
-            detail=detail,
-        )
+        key, value = dead_letter_of(record, reason, detail)
         self.metrics.dead_letters.labels(source=record.topic, reason=reason).inc()
         batch.sends.append(("dead-letter", key, value))
 

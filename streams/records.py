@@ -18,7 +18,7 @@ import base64
 import hashlib
 import time
 from dataclasses import asdict, dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 import orjson
 
@@ -179,6 +179,34 @@ class DeadLetter:
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
+
+
+class SourceRecord(Protocol):
+    """Where a record came from (a Kafka consumer record, or :class:`streams.serve.InRecord`)."""
+
+    @property
+    def topic(self) -> str: ...
+    @property
+    def partition(self) -> int: ...
+    @property
+    def offset(self) -> int: ...
+    @property
+    def key(self) -> bytes | None: ...
+    @property
+    def value(self) -> bytes | None: ...
+
+
+def dead_letter_of(record: SourceRecord, reason: str, detail: str) -> tuple[bytes | None, bytes]:
+    """:func:`dead_letter` for a consumed record: its coordinates, key and value travel along."""
+    return dead_letter(
+        topic=record.topic,
+        partition=record.partition,
+        offset=record.offset,
+        key=record.key,
+        value=record.value,
+        reason=reason,
+        detail=detail,
+    )
 
 
 DEAD_LETTER_VALUE_BYTES = 4096

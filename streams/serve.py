@@ -59,7 +59,7 @@ from streams.features.engine import StateLayoutError
 from streams.inputs import model_input
 from streams.partitions import partition_for
 from streams.predictor import Predictor
-from streams.records import Prediction, dead_letter, encode
+from streams.records import Prediction, dead_letter_of, encode
 from streams.spec import EventSchema
 from streams.validate import Invalid, validate_event
 
@@ -318,15 +318,7 @@ class ServeStep:
 
 def dead_letter_message(rec: InRecord, reason: str, detail: str) -> OutMessage:
     """The ``dead-letter`` message for an input record that cannot be processed (bounded, with coordinates)."""
-    key, value = dead_letter(
-        topic=rec.topic,
-        partition=rec.partition,
-        offset=rec.offset,
-        key=rec.key,
-        value=rec.value,
-        reason=reason,
-        detail=detail,
-    )
+    key, value = dead_letter_of(rec, reason, detail)
     return OutMessage("dead-letter", key, value)
 
 
