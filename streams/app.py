@@ -251,6 +251,10 @@ def create_app(rt: Runtime, sender: Sender | None = None) -> faust.App:
             await label_join.apply(result.state_writes)
             counters.joined(result, join.waiting_predictions)
 
+    @app.timer(interval=1.0)
+    async def publish_served_metrics() -> None:
+        counters.served_metrics(join.served_snapshot())
+
     @app.timer(interval=0.05)
     async def flush_online_store() -> None:
         if not rt.store_buffer or rt.store is None:
@@ -365,7 +369,10 @@ class BoundCounters:
             self.m.label_delay.observe(max(0.0, delay))
         self.m.pending_predictions.set(waiting_predictions)
         self.dead_letters(out.dead_letter_reasons)
-        for slot, snap in out.served.items():
+
+    def served_metrics(self, served: Mapping[str, Mapping[str, float]]) -> None:
+        """The join's served metric snapshot (``{slot: {metric: value}}``) on the gauges."""
+        for slot, snap in served.items():
             for name, value in snap.items():
                 scope = "served_rolling" if name.endswith("_rolling") else "served_cumulative"
                 key = (slot, name.removesuffix("_rolling"), scope)

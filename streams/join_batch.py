@@ -16,7 +16,7 @@ Shapes::
     [InRecord(topic "predictions" | "labels", ...)]
       → prediction bytes → Prediction → LabelJoin.on_prediction;  label bytes → LabelRecord | Invalid → on_label
       → JoinOutput(examples=[OutMessage "examples", key slot], dead_letters, outcomes, delays_s,
-                   served={slot: {metric: value}}, state_writes={event id key: (partition, bytes | None)})
+                   state_writes={event id key: (partition, bytes | None)});  served_snapshot() on a timer
 
 >>> from streams.records import Prediction, encode
 >>> store = {}  # the worker's label-join table
@@ -26,8 +26,10 @@ Shapes::
 ...                   model="lr@3", features={"f": 1.0}, event_ts=100.0, produced_ts=100.2)
 >>> out = step.on_batch([InRecord("predictions", 0, 0, b"e1", encode(pred.to_dict()), 100.2),
 ...                      InRecord("labels", 0, 0, b"e1", b'{"id": "e1", "label": true, "ts": 130}', 130.0)])
->>> [decode(m.value)["label"] for m in out.examples], out.outcomes["joined"], out.served["default"]["accuracy"]
-([True], 1, 1.0)
+>>> [decode(m.value)["label"] for m in out.examples], out.outcomes["joined"]
+([True], 1)
+>>> step.served_snapshot()["default"]["accuracy"]  # on a timer in the worker
+1.0
 >>> out.state_writes[b"e1"][1] is not None  # remembered as joined (a second label is a duplicate)
 True
 """
@@ -126,7 +128,6 @@ class JoinOutput:
     dead_letter_reasons: Counter[tuple[str, str]] = field(default_factory=Counter)
     outcomes: Counter[str] = field(default_factory=Counter)  # counted outcomes (see streams.join)
     delays_s: list[float] = field(default_factory=list)  # label delay of each joined label
-    served: dict[str, dict[str, float]] = field(default_factory=dict)  # slot → served metric snapshot
     state_writes: dict[bytes, tuple[int, bytes | None]] = field(default_factory=dict)
 
 
@@ -150,6 +151,24 @@ class JoinStep:
         self.n_partitions = n_partitions
         self.predictions_topic = predictions_topic
         self.scorers = {slot: OnlineScorer(kind, rolling_window=rolling_window) for slot, kind in slot_kinds.items()}
+        self._scored: set[str] = set()  # slots scored since the last served_snapshot()
+
+    def served_snapshot(self) -> dict[str, dict[str, float]]:
+        """The served metrics of the slots scored since the last call (``{slot: {metric: value}}``).
+
+        Called by the runtime on a timer, not per batch: at low rates a batch holds one or two examples,
+        and a snapshot (rolling windows included) costs more than scoring them.
+        """
+        out = {}
+        for slot in sorted(self._scored):
+            snap = self.scorers[slot].snapshot()
+            out[slot] = {
+                name: value
+                for name, value in snap.items()
+                if value is not None and name.removesuffix("_rolling") in SERVED_METRICS
+            }
+        self._scored = set()
+        return out
 
     def rebuild_index(self) -> None:
         """After the store was recovered (or partitions moved): rebuild the expiry index and gauges."""
@@ -180,13 +199,7 @@ class JoinStep:
                 outcomes = [self.join.on_label(label)]
             self._outcomes(outcomes, out, scored)
         self._outcomes(self.join.expire(), out, scored)
-        for slot in scored:
-            snap = self.scorers[slot].snapshot()
-            out.served[slot] = {
-                name: value
-                for name, value in snap.items()
-                if value is not None and name.removesuffix("_rolling") in SERVED_METRICS
-            }
+        self._scored |= scored
         n = self.n_partitions
         out.state_writes = {key: (partition_for(key, n), value) for key, value in self.entries.take_writes().items()}
         return out
