@@ -497,6 +497,8 @@ class LearnerLoop:
         for metric, value in served.items():
             if value is None or (isinstance(value, float) and math.isnan(value)):
                 continue
+            if metric.startswith("staleness_"):
+                continue  # not a score: on the metrics topic here, on /metrics as freshet_served_model_staleness_*
             scope = "served_rolling" if metric.endswith("_rolling") else "served_cumulative"
             self.metrics.online_metric.labels(model=model, metric=metric.removesuffix("_rolling"),
                                               scope=scope).set(value)
