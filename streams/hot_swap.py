@@ -102,16 +102,12 @@ class VersionFollower:
         except SnapshotError as exc:
             self._refuse(slot, str(exc))
             return False
-        except (OSError, ConnectionError) as exc:  # the registry (Redis) is unreachable: keep serving
-            log.warning("slot %s: model registry unreachable (%s); still serving %s", slot, exc,
-                        self.predictor.models[slot].label)
-            return False
-        except Exception as exc:  # verified but does not load (unpickling, a model of another shape): refuse
-            if type(exc).__name__.endswith("ConnectionError") or type(exc).__name__.endswith("TimeoutError"):
+        except Exception as exc:
+            if _unreachable(exc):  # the registry (Redis) is down: keep serving what we have
                 log.warning("slot %s: model registry unreachable (%s); still serving %s", slot, exc,
                             self.predictor.models[slot].label)
-                return False
-            self._refuse(slot, f"the version does not load: {exc!r}"[:300])
+            else:  # verified but does not load (unpickling, a model of another shape): refused, counted
+                self._refuse(slot, f"the version does not load: {exc!r}"[:300])
             return False
 
     def _refuse(self, slot: str, why: str) -> None:
@@ -137,6 +133,12 @@ class VersionFollower:
             if examples is not None and seconds is not None:
                 self.metrics.served_staleness_examples.labels(model=slot).set(examples)
                 self.metrics.served_staleness_seconds.labels(model=slot).set(seconds)
+
+
+def _unreachable(exc: BaseException) -> bool:
+    """A connection problem (socket errors, redis-py's ConnectionError/TimeoutError), not a bad version."""
+    names = ("ConnectionError", "TimeoutError")
+    return isinstance(exc, OSError | ConnectionError) or type(exc).__name__.endswith(names)
 
 
 async def follow_versions(
