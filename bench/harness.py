@@ -1,7 +1,7 @@
 """The peer benchmark's I/O: topics, preloads, paced publishing, and each system as a child process.
 
 freshet is driven only through its public surface (``freshet worker`` / ``freshet learn`` started by
-``streams.procs``, ``FRESHET_*`` settings, its topics and ``/metrics``), so the harness keeps working when
+``streams.ops.procs``, ``FRESHET_*`` settings, its topics and ``/metrics``), so the harness keeps working when
 the worker's insides change. The peers (Quix Streams, Bytewax) run ``bench/peers/*_job.py`` in their own
 venv; the ceiling runs ``bench.peers.ceiling_job`` in the project's venv.
 
@@ -31,8 +31,8 @@ from kafka.admin import KafkaAdminClient, NewTopic
 from bench import measure
 from bench.peers.job import EntityWindows, load_model, model_input, read_status
 from producers.synthetic import SyntheticStream
-from streams import procs
-from streams.services import ensure_topics, free_port
+from streams.ops import procs
+from streams.ops.services import ensure_topics, free_port
 from streams.settings import Settings
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -411,8 +411,8 @@ def save_version_one(settings: Settings, model_path: Path) -> None:
     warm start does, so the worker serves it from its first event and the learner goes on from it."""
     from models.champion import ModelGroup
     from models.learner import Learner
-    from streams.connections import open_registry
-    from streams.learn import load_slots
+    from streams.runtime.connections import open_registry
+    from streams.runtime.learner_loop import load_slots
 
     _, slots = load_slots(settings)
     registry = open_registry(settings)
@@ -530,9 +530,9 @@ def run_latency(
 def run_learner_alone(base: Settings, run_dir: Path, model: Path, cfg: Config) -> dict[str, Any]:
     """``freshet learn`` alone with the demo spec (two models, drift on) over N preloaded examples in
     freshet's format; examples/s from its first learned example to its N-th (its /metrics at 20 Hz)."""
+    from streams.core.inputs import model_input as freshet_input
+    from streams.core.partitions import partition_for
     from streams.features import FeatureEngine, parse_features
-    from streams.inputs import model_input as freshet_input
-    from streams.partitions import partition_for
     from streams.records import Example, encode
     from streams.spec import PipelineSpec
 

@@ -20,7 +20,7 @@ SYSTEMS = ("ceiling", "quix", "bytewax", "freshet", "freshet_demo_spec")
 
 
 def percentile(values: Iterable[float], q: float) -> float:
-    """The ``q`` quantile (0..1) by nearest rank, as ``streams.summary.percentile``; NaN for no values.
+    """The ``q`` quantile (0..1) by nearest rank, as ``streams.ops.summary.percentile``; NaN for no values.
 
     >>> percentile([4, 1, 3, 2], 0.5), percentile([1, 2, 3, 4], 0.99), percentile([], 0.5)
     (2, 4, nan)

@@ -36,11 +36,11 @@ from bench.measure import table
 from bench.peer_runs import PARTS, run_peer_bench
 from producers.publish import make_producer, publish
 from producers.synthetic import SyntheticStream
-from streams.procs import running
-from streams.readers import TopicReader
-from streams.services import ensure_topics, free_port, kafka_dir, services_down, services_up
+from streams.ops.procs import running
+from streams.ops.readers import TopicReader
+from streams.ops.services import ensure_topics, free_port, kafka_dir, services_down, services_up
+from streams.ops.summary import percentile
 from streams.settings import Settings
-from streams.summary import percentile
 
 DEMO_RATE = 100.0  # events/s of `make demo`
 RESULTS = Path(__file__).resolve().parent / "results" / "latest.json"

@@ -11,7 +11,7 @@ snapshot's offset is the truth.)
 
 >>> from models.registry import InMemoryRegistryStore, Registry
 >>> from models.spec import parse_models
->>> from streams.records import Example
+>>> from models.example import Example
 >>> registry = Registry(InMemoryRegistryStore(), "key")
 >>> [slot] = parse_models(None, "classification")
 >>> learner = Learner.restore(registry, slot, snapshot_every=2)
@@ -36,9 +36,9 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 from models.champion import ModelGroup, PromotionEvent
+from models.example import Example
 from models.registry import ModelMeta, Registry
 from models.spec import ModelSlotDef
-from streams.records import Example
 
 __all__ = ["BadExample", "Capture", "LearnOutput", "Learner", "check_label"]
 

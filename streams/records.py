@@ -17,14 +17,13 @@ from __future__ import annotations
 import base64
 import hashlib
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from typing import Any, Protocol
 
 import orjson
 
-FORMAT_VERSION = 1
-
-Label = bool | int | float | str
+from models.example import FORMAT_VERSION, Label
+from models.example import Example as Example  # re-exported: the examples topic's format, with the others
 
 
 def encode(value: dict[str, Any]) -> bytes:
@@ -52,7 +51,7 @@ class Prediction:
     ingest_ts: float | None = None
     slot: str = "default"  # the model slot (champion + challengers) that served it
     # How far the serving version was behind the learner when it served this, as far as the worker knew
-    # (streams.predictor.Predictor.staleness): examples the learner had learned that it had not, and seconds
+    # (streams.core.predictor.Predictor.staleness): examples the learner had learned that it had not, and seconds
     # since the worker heard the learner was ahead. None: not known (no word from the learner yet).
     staleness_examples: int | None = None
     staleness_s: float | None = None
@@ -105,55 +104,6 @@ class LabelRecord:
 
 
 @dataclass(frozen=True)
-class Example:
-    """``examples`` (key: model slot): features logged at prediction time joined with the label."""
-
-    id: str
-    entity: str
-    slot: str
-    features: dict[str, float | None]
-    label: Label
-    event_ts: float
-    label_ts: float
-    served_prediction: Label | None = None
-    served_model: str | None = None
-    served_probabilities: dict[str, float] = field(default_factory=dict)
-    v: int = FORMAT_VERSION
-
-    def to_dict(self) -> dict[str, Any]:
-        # Written out rather than dataclasses.asdict: this runs once per example.
-        return {
-            "id": self.id,
-            "entity": self.entity,
-            "slot": self.slot,
-            "features": self.features,
-            "label": self.label,
-            "event_ts": self.event_ts,
-            "label_ts": self.label_ts,
-            "served_prediction": self.served_prediction,
-            "served_model": self.served_model,
-            "served_probabilities": self.served_probabilities,
-            "v": self.v,
-        }
-
-    @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> Example:
-        return cls(
-            id=str(d["id"]),
-            entity=str(d["entity"]),
-            slot=str(d["slot"]),
-            features=dict(d["features"]),
-            label=d["label"],
-            event_ts=float(d["event_ts"]),
-            label_ts=float(d["label_ts"]),
-            served_prediction=d.get("served_prediction"),
-            served_model=d.get("served_model"),
-            served_probabilities=dict(d.get("served_probabilities") or {}),
-            v=int(d.get("v", 1)),
-        )
-
-
-@dataclass(frozen=True)
 class DeadLetter:
     """``dead-letter`` (key: the input's key): the original bytes (as text if UTF-8, else base64).
 
@@ -182,7 +132,7 @@ class DeadLetter:
 
 
 class SourceRecord(Protocol):
-    """Where a record came from (a Kafka consumer record, or :class:`streams.serve.InRecord`)."""
+    """Where a record came from (a Kafka consumer record, or :class:`streams.core.serve.InRecord`)."""
 
     @property
     def topic(self) -> str: ...

@@ -23,7 +23,7 @@ from pathlib import Path
 import pytest
 import redis
 
-from streams import services as svc
+from streams.ops import services as svc
 from streams.settings import Settings
 
 REPO = Path(__file__).resolve().parents[1]

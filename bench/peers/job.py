@@ -70,7 +70,7 @@ class EntityWindows:
 
 
 def model_input(event: dict[str, Any], features: tuple[float, float, float]) -> dict[str, float]:
-    """x1..x5 then the three features, as freshet's ``streams.inputs.model_input`` orders them."""
+    """x1..x5 then the three features, as freshet's ``streams.core.inputs.model_input`` orders them."""
     x = {f: float(event[f]) for f in FIELDS}
     x.update(zip(FEATURES, features, strict=True))
     return x

@@ -4,7 +4,7 @@ One definition (the ``features`` section of the pipeline spec, :mod:`.definition
 engines that agree value for value: the stream (:mod:`.engine`, state as compact bytes for Faust
 tables) and pandas (:mod:`.batch`: features as of a time, point-in-time training sets, backfills).
 Aggregations (:mod:`.aggregations`) are pluggable; windows and lateness live in :mod:`.windows`.
-No Kafka, Faust or Redis here: the online store is :mod:`streams.store`.
+No Kafka, Faust or Redis here: the online store is :mod:`streams.runtime.store`.
 
 >>> from streams.features import FeatureEngine, parse_features
 >>> engine = FeatureEngine(parse_features([

@@ -45,7 +45,7 @@ Other kinds
     ``agg = "ratio"`` with ``numerator`` and ``denominator`` (names of other features): their quotient,
     None when either is None or the denominator is 0. ``agg = "attribute"`` with ``field``: a static
     attribute of the entity, read from its attribute hash in the online store
-    (:meth:`streams.store.RedisOnlineStore.attributes`); non-numeric values give None.
+    (:meth:`streams.runtime.store.RedisOnlineStore.attributes`); non-numeric values give None.
 
 Bad input: NaN, infinities, values beyond 1e100 in magnitude, missing fields and values of the wrong
 type are skipped by the aggregations that read them (the event still counts for ``count`` without a

@@ -9,11 +9,11 @@ import orjson
 import pytest
 from prometheus_client import CollectorRegistry
 
-from streams.app import Runtime, create_app
-from streams.metrics import Metrics
+from streams.runtime.app import Runtime, create_app
+from streams.runtime.metrics import Metrics
+from streams.runtime.store import InMemoryOnlineStore
+from streams.runtime.testing import RecordingSender
 from streams.settings import Settings
-from streams.store import InMemoryOnlineStore
-from streams.testing import RecordingSender
 
 pytestmark = pytest.mark.agent
 

@@ -9,11 +9,11 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from streams.procs import learner_url as learner_url  # re-exported for the tests
-from streams.procs import running as procs_running
-from streams.procs import scrape, wait_worker_ready, worker_url
-from streams.procs import worker_url as worker_url  # noqa: F811
-from streams.services import ensure_topics, free_port
+from streams.ops.procs import learner_url as learner_url  # re-exported for the tests
+from streams.ops.procs import running as procs_running
+from streams.ops.procs import scrape, wait_worker_ready, worker_url
+from streams.ops.procs import worker_url as worker_url  # noqa: F811
+from streams.ops.services import ensure_topics, free_port
 from streams.settings import Settings
 
 

@@ -18,9 +18,9 @@ import pytest
 from river.datasets import synth
 
 from producers.publish import make_producer
-from streams.procs import spawn, stop, wait_http
-from streams.readers import read_whole_topic
-from streams.services import ensure_topics
+from streams.ops.procs import spawn, stop, wait_http
+from streams.ops.readers import read_whole_topic
+from streams.ops.services import ensure_topics
 from streams.settings import Settings
 from tests.integration.loop_helpers import learner_url, wait_metric, with_ports
 

@@ -23,9 +23,9 @@ from river import datasets, evaluate, metrics
 
 from models.spec import build_model
 from producers.synthetic import SyntheticStream
-from streams import freshness
-from streams.learn import load_slots
-from streams.readers import read_until
+from streams.ops import freshness
+from streams.ops.readers import read_until
+from streams.runtime.learner_loop import load_slots
 from streams.settings import Settings
 from tests.integration.loop_helpers import running, with_ports, worker_url
 from tests.integration.test_learning import (
@@ -56,7 +56,7 @@ def trump_items() -> list[Item]:
 
 
 def serve(s: Settings, items: list[Item], delay: int = 0) -> list[dict[str, Any]]:
-    """Events at RATE; label i as soon as the prediction of event i + delay is seen (streams.freshness)."""
+    """Events at RATE; label i as soon as the prediction of event i + delay is seen (streams.ops.freshness)."""
     return freshness.serve(s, items, RATE, delay=delay)
 
 

@@ -37,12 +37,12 @@ from models.learner import Learner
 from models.registry import InMemoryRegistryStore, Registry, SnapshotError
 from producers.publish import make_producer, publish
 from producers.synthetic import FIELDS, SyntheticStream
-from streams.connections import open_registry
-from streams.hot_swap import load_champion
-from streams.learn import load_slots, partition_for
-from streams.procs import scrape, spawn, stop, wait_http
-from streams.readers import TopicReader, end_offsets, read_until
+from streams.ops.procs import scrape, spawn, stop, wait_http
+from streams.ops.readers import TopicReader, end_offsets, read_until
 from streams.records import Example
+from streams.runtime.connections import open_registry
+from streams.runtime.hot_swap import load_champion
+from streams.runtime.learner_loop import load_slots, partition_for
 from streams.settings import Settings
 from tests.integration.loop_helpers import learner_url, running, wait_metric, with_ports, worker_url
 
@@ -184,7 +184,7 @@ def producing(s: Settings) -> Iterator[KafkaProducer]:
 
 
 def freshet_cli(s: Settings, *args: str) -> subprocess.CompletedProcess[str]:
-    """``python -m streams ARGS`` with the settings as environment (as streams.procs.spawn runs it)."""
+    """``python -m streams ARGS`` with the settings as environment (as streams.ops.procs.spawn runs it)."""
     env = {**os.environ, **s.to_env(), "PYTHONUNBUFFERED": "1"}
     return subprocess.run(
         [sys.executable, "-m", "streams", *args], env=env, capture_output=True, text=True, timeout=120

@@ -9,8 +9,8 @@ import pytest
 
 from producers.publish import make_producer, publish
 from producers.synthetic import SyntheticStream
-from streams.procs import scrape
-from streams.readers import read_until
+from streams.ops.procs import scrape
+from streams.ops.readers import read_until
 from streams.settings import Settings
 from tests.integration.loop_helpers import learner_url, running, wait_metric, with_ports, worker_url
 

@@ -42,12 +42,12 @@ from PIL import Image
 
 from producers.publish import make_producer, publish
 from producers.synthetic import SyntheticStream
-from streams import monitoring as mon
-from streams import services as svc
-from streams.browser import check_page
-from streams.procs import scrape
-from streams.readers import TopicReader
-from streams.report_cli import REPORT_PARTS
+from streams.ops import monitoring as mon
+from streams.ops import services as svc
+from streams.ops.browser import check_page
+from streams.ops.procs import scrape
+from streams.ops.readers import TopicReader
+from streams.ops.report_cli import REPORT_PARTS
 from streams.settings import Settings
 from tests.integration.loop_helpers import learner_url, running, wait_metric, with_ports, worker_url
 

@@ -11,9 +11,9 @@ import pytest
 
 from producers.publish import publish
 from producers.synthetic import SyntheticStream
-from streams.procs import spawn, stop, wait_http
-from streams.readers import TopicReader, read_until
-from streams.services import ensure_topics
+from streams.ops.procs import spawn, stop, wait_http
+from streams.ops.readers import TopicReader, read_until
+from streams.ops.services import ensure_topics
 from streams.settings import Settings
 from tests.integration.loop_helpers import wait_ready, with_ports, worker_url
 

@@ -11,7 +11,7 @@ import redis
 from kafka import KafkaConsumer, KafkaProducer
 from kafka.admin import ConfigResource, ConfigResourceType, KafkaAdminClient
 
-from streams import services as svc
+from streams.ops import services as svc
 from streams.settings import TOPIC_NAMES, Settings
 
 pytestmark = pytest.mark.integration

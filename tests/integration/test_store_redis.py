@@ -6,7 +6,7 @@ import pytest
 import redis
 
 from streams.features import FeatureEngine, parse_features
-from streams.store import AS_OF, RedisOnlineStore
+from streams.runtime.store import AS_OF, RedisOnlineStore
 
 pytestmark = pytest.mark.integration
 

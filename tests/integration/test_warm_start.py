@@ -12,9 +12,9 @@ import pytest
 
 from models.champion import ModelGroup
 from producers.synthetic import SyntheticStream
-from streams.connections import open_registry
-from streams.inputs import model_input
-from streams.learn import load_slots
+from streams.core.inputs import model_input
+from streams.runtime.connections import open_registry
+from streams.runtime.learner_loop import load_slots
 from streams.settings import Settings
 
 pytestmark = pytest.mark.integration

@@ -32,9 +32,9 @@ from PIL import Image
 
 from producers.publish import publish
 from producers.synthetic import SyntheticStream
-from streams.readers import read_until
+from streams.ops.readers import read_until
+from streams.ops.watch_view import SPARK_CHARS
 from streams.settings import Settings
-from streams.watch_view import SPARK_CHARS
 from tests.integration.loop_helpers import learner_url, running, wait_metric, with_ports
 
 pytestmark = pytest.mark.integration

@@ -1,7 +1,7 @@
 """How fast the learner process learns a preloaded ``examples`` topic (issue 8): a script, not a test.
 
 Preloads N examples shaped like the demo spec's (``pipelines/demo.toml``: five features, two models,
-drift detection on) to fresh topics, then runs :class:`streams.learn.LearnerLoop` in this process until
+drift detection on) to fresh topics, then runs :class:`streams.runtime.learner_loop.LearnerLoop` in this process until
 it has learned all of them and prints examples/s (first poll to the N-th example learned). Needs a
 running Kafka and Redis (``freshet services up``; the ``FRESHET_*`` variables say where)::
 
@@ -19,10 +19,10 @@ import uuid
 
 from kafka import KafkaProducer
 
-from streams.learn import LearnerLoop
-from streams.metrics import Metrics
+from streams.ops.services import ensure_topics
 from streams.records import Example, encode
-from streams.services import ensure_topics
+from streams.runtime.learner_loop import LearnerLoop
+from streams.runtime.metrics import Metrics
 from streams.settings import DEFAULT_SPEC_PATH, Settings
 
 

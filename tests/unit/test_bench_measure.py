@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 
 from bench import measure
-from streams.summary import percentile as streams_percentile
+from streams.ops.summary import percentile as streams_percentile
 
 
 def test_rate_is_n_over_first_consumption_to_last_output() -> None:

@@ -8,9 +8,9 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from streams.browser import check_page
-from streams.report import build_report
-from streams.report_cli import REPORT_PARTS
+from streams.ops.browser import check_page
+from streams.ops.report import build_report
+from streams.ops.report_cli import REPORT_PARTS
 from tests.unit.test_report import T0, alerts, snapshots
 
 

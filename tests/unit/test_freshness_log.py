@@ -7,7 +7,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from streams.freshness import DEFAULT_VARIANTS, read_log
+from streams.ops.freshness import DEFAULT_VARIANTS, read_log
 
 ROWS = [{"id": "e0", "entity": "u1", "ts": 1.0, "x": 0.5, "label": True},
         {"id": "e1", "entity": "u2", "ts": 2.0, "x": 1.5, "label": False}]

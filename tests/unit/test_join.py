@@ -11,7 +11,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from streams.join import LabelJoin, slot_of
+from streams.core.join import LabelJoin, slot_of
 from streams.records import Example, LabelRecord, Prediction
 
 TTL = 60.0

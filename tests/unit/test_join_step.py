@@ -8,10 +8,10 @@ import orjson
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from streams.join import LabelJoin
-from streams.join_batch import JoinStep
+from streams.core.join import LabelJoin
+from streams.core.join_batch import JoinStep
+from streams.core.serve import InRecord
 from streams.records import LabelRecord, Prediction, encode
-from streams.serve import InRecord
 
 TTL = 60.0
 

@@ -23,11 +23,11 @@ from models.drift.config import DriftConfig
 from models.learner import Learner
 from models.registry import InMemoryRegistryStore, Registry, SnapshotError
 from models.spec import parse_models
-from streams.hot_swap import VersionFollower
-from streams.learn import LearnerLoop
-from streams.metrics import Metrics
-from streams.predictor import Predictor
+from streams.core.predictor import Predictor
 from streams.records import Example, decode, encode
+from streams.runtime.hot_swap import VersionFollower
+from streams.runtime.learner_loop import LearnerLoop
+from streams.runtime.metrics import Metrics
 from streams.settings import Settings
 
 SLOTS = parse_models(

@@ -16,8 +16,8 @@ from aiokafka.partitioner import DefaultPartitioner as AiokafkaPartitioner
 from kafka.cluster import ClusterMetadata
 from kafka.partitioner.default import DefaultPartitioner as KafkaPythonPartitioner
 
-from streams import learn
-from streams.partitions import partition_for
+from streams.core.partitions import partition_for
+from streams.runtime import learner_loop as learn
 
 # Apache Kafka's UtilsTest.testMurmur2 (clients/src/test/java/org/apache/kafka/common/utils/UtilsTest.java):
 # Utils.murmur2 of these bytes, as Java's signed ints. The Java producer's default partitioner picks

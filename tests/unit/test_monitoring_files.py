@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from streams import monitoring as mon
+from streams.ops import monitoring as mon
 from streams.settings import Settings
 
 

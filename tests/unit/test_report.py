@@ -10,7 +10,7 @@ import numpy as np
 from PIL import Image
 
 from models.drift import DriftAlert
-from streams.report import build_report
+from streams.ops.report import build_report
 
 T0 = 1_700_000_000.0
 
@@ -108,7 +108,7 @@ def test_headline_puts_the_served_model_against_its_shadows(tmp_path: Path) -> N
 
 
 def test_latency_over_time_shows_when_it_was_slow() -> None:
-    from streams.report import latency_over_time
+    from streams.ops.report import latency_over_time
 
     preds = [{"produced_ts": T0 + i, "ingest_ts": T0 + i - (2.0 if 500 <= i < 600 else 0.01)} for i in range(1000)]
     buckets = latency_over_time(preds, buckets=10)

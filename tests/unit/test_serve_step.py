@@ -11,10 +11,10 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from models.spec import parse_models
+from streams.core.partitions import partition_for
+from streams.core.predictor import Predictor
+from streams.core.serve import OFFSET_BYTES, InRecord, ServeOutput, ServeStep
 from streams.features import FeatureEngine, parse_features
-from streams.partitions import partition_for
-from streams.predictor import Predictor
-from streams.serve import OFFSET_BYTES, InRecord, ServeOutput, ServeStep
 from streams.spec import PipelineSpec
 
 SPEC = PipelineSpec.load(Path(__file__).resolve().parents[2] / "pipelines" / "demo.toml")

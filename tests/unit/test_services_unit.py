@@ -1,4 +1,4 @@
-"""streams/services.py without starting anything: errors a user can meet, generated config, PID files."""
+"""streams/ops/services.py without starting anything: errors a user can meet, generated config, PID files."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from streams import services as svc
+from streams.ops import services as svc
 from streams.settings import Settings
 
 

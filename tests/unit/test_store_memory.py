@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from streams.store import AS_OF, FixedClock, InMemoryOnlineStore, decode_value, encode_value
+from streams.runtime.store import AS_OF, FixedClock, InMemoryOnlineStore, decode_value, encode_value
 
 
 def test_write_get_and_freshness() -> None:

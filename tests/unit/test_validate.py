@@ -9,8 +9,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from streams.core.validate import Event, Invalid, parse_timestamp, validate_event
 from streams.spec import EventSchema
-from streams.validate import Event, Invalid, parse_timestamp, validate_event
 
 NOW = 1_800_000_000.0
 SCHEMA = EventSchema(

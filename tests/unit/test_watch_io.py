@@ -9,8 +9,7 @@ import urllib.error
 import pytest
 from prometheus_client import CollectorRegistry, generate_latest
 
-from streams.metrics import LATENCY_BUCKETS_S, Metrics
-from streams.watch import (
+from streams.ops.watch import (
     Scrape,
     Throughput,
     WorkerMonitor,
@@ -20,13 +19,14 @@ from streams.watch import (
     histogram_quantile,
     throughput,
 )
-from streams.watch_view import WatchState
+from streams.ops.watch_view import WatchState
+from streams.runtime.metrics import LATENCY_BUCKETS_S, Metrics
 
 INF = math.inf
 
 
 def exposition(metrics: Metrics) -> dict[str, float]:
-    """The registry as the worker serves it, parsed the way streams.procs.scrape parses /metrics."""
+    """The registry as the worker serves it, parsed the way streams.ops.procs.scrape parses /metrics."""
     out: dict[str, float] = {}
     for line in generate_latest(metrics.registry).decode().splitlines():
         if line and not line.startswith("#"):

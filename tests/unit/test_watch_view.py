@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from models.drift import DriftAlert
-from streams.watch_view import SPARK_CHARS, WatchState, render, render_text, sparkline
+from streams.ops.watch_view import SPARK_CHARS, WatchState, render, render_text, sparkline
 
 T0 = 1_700_000_000.0
 

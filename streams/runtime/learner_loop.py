@@ -40,10 +40,10 @@ from models.learner import Capture, Learner, check_label
 from models.publication import PublicationSchedule
 from models.registry import ModelMeta, Registry, SnapshotError
 from models.spec import ModelSlotDef, parse_models
-from streams.connections import open_registry
-from streams.metrics import Metrics
-from streams.partitions import partition_for
+from streams.core.partitions import partition_for
 from streams.records import Example, dead_letter_of, decode, encode
+from streams.runtime.connections import open_registry
+from streams.runtime.metrics import Metrics
 from streams.settings import Settings
 from streams.spec import PipelineSpec
 

@@ -80,7 +80,7 @@ def serve(
     Returns the predictions in event order. Labels carry the event's time (``ts`` of the label = event time).
     """
     from producers.publish import make_producer
-    from streams.readers import TopicReader
+    from streams.ops.readers import TopicReader
 
     index = {event[id_field]: i for i, (event, _) in enumerate(items)}
     seen: dict[int, dict[str, Any]] = {}
@@ -132,10 +132,10 @@ def served_score(kind: str, items: Sequence[Item], predictions: Sequence[dict[st
 
 def run_variant(base: Settings, items: Sequence[Item], variant: Variant, rate: float, logs: Path) -> dict[str, Any]:
     """One replay with one publication setting on fresh topics; returns what users got and how stale."""
-    from streams.learn import load_slots
-    from streams.procs import running
-    from streams.readers import read_until
-    from streams.services import ensure_topics
+    from streams.ops.procs import running
+    from streams.ops.readers import read_until
+    from streams.ops.services import ensure_topics
+    from streams.runtime.learner_loop import load_slots
     from streams.spec import PipelineSpec
 
     tag = uuid.uuid4().hex[:8]
@@ -238,7 +238,7 @@ def _experiment_group() -> Any:
     def freshness(ctx: click.Context, log: Path, out_dir: Path, rate: float, label_column: str) -> None:
         """Replay LOG through the worker and learner with several publication intervals (and never); plot
         served accuracy (or MAE) against staleness into OUT/freshness.png."""
-        from streams.services import ServiceError, require_services
+        from streams.ops.services import ServiceError, require_services
 
         # The ``freshet`` group put its settings (environment + --spec) on the context.
         settings: Settings = getattr(ctx.obj, "settings", None) or Settings.from_env()

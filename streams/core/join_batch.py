@@ -43,12 +43,12 @@ from dataclasses import dataclass, field
 import orjson
 
 from models.evaluation import OnlineScorer
-from streams.join import Entry, JoinOutcome, LabelJoin
-from streams.partitions import partition_for
+from streams.core.join import Entry, JoinOutcome, LabelJoin
+from streams.core.partitions import partition_for
+from streams.core.serve import InRecord, OutMessage, dead_letter_message
+from streams.core.validate import Invalid, validate_label
 from streams.records import Prediction, decode, encode
-from streams.serve import InRecord, OutMessage, dead_letter_message
 from streams.spec import LabelSchema
-from streams.validate import Invalid, validate_label
 
 __all__ = ["SERVED_METRICS", "BatchEntries", "JoinOutput", "JoinStep"]
 
@@ -126,7 +126,7 @@ class JoinOutput:
     examples: list[OutMessage] = field(default_factory=list)
     dead_letters: list[OutMessage] = field(default_factory=list)
     dead_letter_reasons: Counter[tuple[str, str]] = field(default_factory=Counter)
-    outcomes: Counter[str] = field(default_factory=Counter)  # counted outcomes (see streams.join)
+    outcomes: Counter[str] = field(default_factory=Counter)  # counted outcomes (see streams.core.join)
     delays_s: list[float] = field(default_factory=list)  # label delay of each joined label
     state_writes: dict[bytes, tuple[int, bytes | None]] = field(default_factory=dict)
 

@@ -74,7 +74,7 @@ def services() -> None:
 @pass_ctx
 def services_up_cmd(c: Context, with_monitoring: bool) -> None:
     """Start Kafka and Redis where nothing listens yet, and create freshet's topics."""
-    from streams.services import ServiceError, ensure_topics, services_up
+    from streams.ops.services import ServiceError, ensure_topics, services_up
 
     s = c.settings
     progress(f"starting Kafka on {s.kafka_bootstrap} and Redis on {s.redis_host}:{s.redis_port}...")
@@ -83,7 +83,7 @@ def services_up_cmd(c: Context, with_monitoring: bool) -> None:
         progress("creating topics...")
         ensure_topics(s)
         if with_monitoring:
-            from streams.monitoring import monitoring_up
+            from streams.ops.monitoring import monitoring_up
 
             progress(f"starting Prometheus on 127.0.0.1:{s.prometheus_port}...")
             started += monitoring_up(s)
@@ -107,8 +107,8 @@ def services_up_cmd(c: Context, with_monitoring: bool) -> None:
 @pass_ctx
 def services_down_cmd(c: Context) -> None:
     """Stop the servers freshet started (Prometheus and Alertmanager too)."""
-    from streams.monitoring import monitoring_down
-    from streams.services import services_down
+    from streams.ops.monitoring import monitoring_down
+    from streams.ops.services import services_down
 
     stopped = monitoring_down(c.settings) + services_down(c.settings)
     click.echo(f"stopped: {', '.join(stopped) or 'nothing'}")
@@ -118,7 +118,7 @@ def services_down_cmd(c: Context) -> None:
 @pass_ctx
 def services_status_cmd(c: Context) -> None:
     """Show whether Kafka, Redis, Prometheus and Alertmanager answer, and which freshet started."""
-    from streams.services import services_status
+    from streams.ops.services import services_status
 
     for name, st in services_status(c.settings, monitoring=True).items():
         state = "running" if st["running"] else "stopped"
@@ -146,8 +146,8 @@ def monitoring_check(prometheus_url: str | None, range_s: float) -> None:
     """promtool check config, check rules and test rules over deploy/prometheus; optionally the dashboard."""
     import time
 
-    from streams import monitoring as mon
-    from streams.services import ServiceError
+    from streams.ops import monitoring as mon
+    from streams.ops.services import ServiceError
 
     failed = False
     try:
@@ -172,7 +172,7 @@ def monitoring_check(prometheus_url: str | None, range_s: float) -> None:
 
 
 def _prepare(settings: Settings) -> None:
-    from streams.services import ServiceError, ensure_topics, require_services
+    from streams.ops.services import ServiceError, ensure_topics, require_services
 
     try:
         settings.check_signing_key()
@@ -187,7 +187,7 @@ def _prepare(settings: Settings) -> None:
 @pass_ctx
 def worker(c: Context, metrics_port: int | None) -> None:
     """Run the Faust worker: validate, features, predict, join labels."""
-    from streams.worker import run_worker
+    from streams.runtime.worker import run_worker
 
     settings = c.settings if metrics_port is None else c.settings.with_(metrics_port=metrics_port)
     _prepare(settings)
@@ -205,7 +205,7 @@ def worker(c: Context, metrics_port: int | None) -> None:
 @pass_ctx
 def learn(c: Context, metrics_port: int | None, max_idle_s: float) -> None:
     """Run the ordered learner: test-then-train every model slot, snapshot, publish versions."""
-    from streams.learn import run_learner
+    from streams.runtime.learner_loop import run_learner
 
     _prepare(c.settings)
     run_learner(c.settings, metrics_port=metrics_port, max_idle_s=max_idle_s)
@@ -298,7 +298,7 @@ def produce(
 @pass_ctx
 def demo(c: Context, duration_s: float, rate: float, report_dir: Path) -> None:
     """Start everything, stream a drifting synthetic stream for about a minute, print a summary, stop."""
-    from streams.demo import run_demo
+    from streams.ops.demo import run_demo
 
     sys.exit(run_demo(c.settings, duration_s=duration_s, rate=rate, report_dir=report_dir))
 
@@ -318,7 +318,7 @@ def features_get(c: Context, entity: str) -> None:
     """Print the latest feature vector of ENTITY (JSON), with the event time it is fresh as of."""
     import orjson
 
-    from streams.connections import open_store
+    from streams.runtime.connections import open_store
 
     row = open_store(c.settings).get(entity)
     if row is None:
@@ -346,8 +346,8 @@ def features_get(c: Context, entity: str) -> None:
 @pass_ctx
 def backfill(c: Context, input_path: Path, output_path: Path, as_of: str | None, attributes: Path | None) -> None:
     """Compute the spec's features over a CSV/Parquet event log with pandas; write Parquet."""
+    from streams.core.validate import parse_timestamp
     from streams.features.batch import backfill as run_backfill
-    from streams.validate import parse_timestamp
 
     as_of_s = None
     if as_of is not None:
@@ -377,11 +377,11 @@ def backfill(c: Context, input_path: Path, output_path: Path, as_of: str | None,
 @pass_ctx
 def warm_start_cmd(c: Context, events_path: Path, labels_path: Path, slot: str | None) -> None:
     """Train a slot's models on a historic log (CSV/Parquet events + labels) and make them current."""
-    from streams.connections import open_registry
-    from streams.learn import load_slots
-    from streams.partitions import partition_for
-    from streams.readers import end_offsets
-    from streams.warmstart import warm_start_slot
+    from streams.core.partitions import partition_for
+    from streams.ops.readers import end_offsets
+    from streams.ops.warmstart import warm_start_slot
+    from streams.runtime.connections import open_registry
+    from streams.runtime.learner_loop import load_slots
 
     _prepare(c.settings)
     spec, slots = load_slots(c.settings)
@@ -418,7 +418,7 @@ def models() -> None:
 @pass_ctx
 def models_list(c: Context, slot: str | None) -> None:
     """Versions of every slot (or one): version, parent, examples learned, offset, champion, metrics."""
-    from streams.connections import open_registry
+    from streams.runtime.connections import open_registry
 
     registry = open_registry(c.settings)
     names = [slot] if slot else registry.names()
@@ -459,7 +459,7 @@ def _announce(settings: Settings, slot: str, meta: Any, action: str) -> None:
 def models_promote(c: Context, slot: str, version: int) -> None:
     """Serve VERSION of SLOT (predictors hot-swap; the learner continues from it)."""
     from models.registry import SnapshotError
-    from streams.connections import open_registry
+    from streams.runtime.connections import open_registry
 
     try:
         meta = open_registry(c.settings).set_current(slot, version)
@@ -475,7 +475,7 @@ def models_promote(c: Context, slot: str, version: int) -> None:
 def models_rollback(c: Context, slot: str) -> None:
     """Serve the current version's parent again (predictors hot-swap; the learner continues from it)."""
     from models.registry import SnapshotError
-    from streams.connections import open_registry
+    from streams.runtime.connections import open_registry
 
     try:
         meta = open_registry(c.settings).rollback(slot)
@@ -486,9 +486,9 @@ def models_rollback(c: Context, slot: str) -> None:
 
 
 # Commands kept in their own modules (they import Kafka, rich and matplotlib only when they run).
-from streams.freshness import experiment  # noqa: E402
-from streams.report_cli import report  # noqa: E402
-from streams.watch import watch  # noqa: E402
+from streams.ops.freshness import experiment  # noqa: E402
+from streams.ops.report_cli import report  # noqa: E402
+from streams.ops.watch import watch  # noqa: E402
 
 main.add_command(watch)
 main.add_command(report)

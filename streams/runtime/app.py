@@ -3,8 +3,8 @@
 DESIGN.md decision 8 (batch at a time). Each agent takes a batch of records with
 ``stream.take_events(FRESHET_BATCH_MAX_EVENTS, within=FRESHET_BATCH_WITHIN_MS)`` and:
 
-1. turns the events into :class:`~streams.serve.InRecord` (``[(topic, partition, offset, key, value, ts)]``);
-2. calls the pure step (:class:`streams.serve.ServeStep` for ``events``, :class:`streams.join_batch.JoinStep`
+1. turns the events into :class:`~streams.core.serve.InRecord` (``[(topic, partition, offset, key, value, ts)]``);
+2. calls the pure step (:class:`streams.core.serve.ServeStep` for ``events``, :class:`streams.core.join_batch.JoinStep`
    for ``predictions`` + ``labels``), which returns every message and state write of the batch;
 3. sends the batch's messages through the producer and awaits them once (:class:`BatchSender`);
 4. only then writes the state, once per key per batch, to the table's memory and its changelog topic
@@ -29,18 +29,18 @@ from prometheus_client import CollectorRegistry
 
 from models.drift.config import DriftConfig
 from models.spec import ModelSlotDef, parse_models
-from streams.connections import open_store
+from streams.core.join_batch import JoinOutput, JoinStep
+from streams.core.predictor import Predictor
+from streams.core.serve import InRecord, OutMessage, ServeOutput, ServeStep
 from streams.features import FeatureEngine, parse_features
-from streams.hot_swap import follow_versions
-from streams.join_batch import JoinOutput, JoinStep
-from streams.metrics import Metrics
-from streams.predictor import Predictor
 from streams.records import encode
-from streams.serve import InRecord, OutMessage, ServeOutput, ServeStep
+from streams.runtime.connections import open_store
+from streams.runtime.hot_swap import follow_versions
+from streams.runtime.metrics import Metrics
+from streams.runtime.store import OnlineStore, latest_per_entity
+from streams.runtime.topics import declare_topics
 from streams.settings import Settings
 from streams.spec import PipelineSpec
-from streams.store import OnlineStore, latest_per_entity
-from streams.topics import declare_topics
 
 log = logging.getLogger("freshet.worker")
 
@@ -389,7 +389,7 @@ class AttributeCache:
     event loop never waits on Redis per event. A store error serves what the cache has (or nothing).
 
     >>> import asyncio
-    >>> from streams.store import InMemoryOnlineStore
+    >>> from streams.runtime.store import InMemoryOnlineStore
     >>> store = InMemoryOnlineStore()
     >>> store.set_attributes("u1", {"age": 41})
     >>> rec = InRecord("events", 0, 0, b"u1", b'{"entity": "u1"}', 0.0)

@@ -4,8 +4,8 @@ Two halves. The pure half turns two scrapes of the worker's ``/metrics`` into wh
 throughput (the rate of ``freshet_events_total{stage="predict"}``) and event-to-prediction latency p50/p99
 (quantiles of the ``freshet_event_to_prediction_seconds`` bucket increments between the scrapes, the way
 Prometheus' ``histogram_quantile`` computes them). The I/O half, :func:`run_watch`, follows the ``metrics``,
-``drift`` and ``dead-letter`` topics with :class:`~streams.readers.TopicReader` (no consumer group, so
-watching never moves anyone's offsets), feeds a :class:`~streams.watch_view.WatchState` and redraws it
+``drift`` and ``dead-letter`` topics with :class:`~streams.ops.readers.TopicReader` (no consumer group, so
+watching never moves anyone's offsets), feeds a :class:`~streams.ops.watch_view.WatchState` and redraws it
 with ``rich.live.Live``. Kafka and rich are imported only when the watch runs (``freshet --help`` stays
 instant).
 
@@ -33,9 +33,9 @@ import click
 if TYPE_CHECKING:
     from rich.console import Console, RenderableType
 
-    from streams.cli import Context
+    from streams.ops.cli import Context
+    from streams.ops.watch_view import WatchState
     from streams.settings import Settings
-    from streams.watch_view import WatchState
 
 PREDICT_EVENTS = "freshet_events_total"
 PREDICT_STAGE = "predict"
@@ -52,7 +52,7 @@ _LABEL = re.compile(r'([A-Za-z_][A-Za-z0-9_]*)="((?:[^"\\]|\\.)*)"')
 @dataclass(frozen=True)
 class Scrape:
     """One scrape of a /metrics page: when it was taken (monotonic seconds) and its samples, keyed
-    ``'name{labels}'`` as :func:`streams.procs.scrape` returns them."""
+    ``'name{labels}'`` as :func:`streams.ops.procs.scrape` returns them."""
 
     t: float
     samples: Mapping[str, float] = field(default_factory=dict)
@@ -230,9 +230,9 @@ def throughput(before: Scrape, after: Scrape) -> Throughput:
 
 
 def frame(state: WatchState, worker_status: str) -> RenderableType:
-    """The screen: one line about the worker's /metrics, then :func:`streams.watch_view.render`.
+    """The screen: one line about the worker's /metrics, then :func:`streams.ops.watch_view.render`.
 
-    >>> from streams.watch_view import WatchState
+    >>> from streams.ops.watch_view import WatchState
     >>> text = frame_text(WatchState(), "worker unreachable at http://127.0.0.1:1/metrics", width=100)
     >>> "worker unreachable" in text and "no metric snapshots yet" in text
     True
@@ -240,7 +240,7 @@ def frame(state: WatchState, worker_status: str) -> RenderableType:
     from rich.console import Group
     from rich.text import Text
 
-    from streams.watch_view import render
+    from streams.ops.watch_view import render
 
     style = "bold red" if "unreachable" in worker_status else "dim"
     return Group(Text(worker_status, style=style, no_wrap=True, overflow="ellipsis"), render(state))
@@ -263,7 +263,7 @@ class WorkerMonitor:
 
     ``scrape`` (url → samples) and ``clock`` (monotonic seconds) are injectable for tests.
 
-    >>> from streams.watch_view import WatchState
+    >>> from streams.ops.watch_view import WatchState
     >>> pages = iter([{'freshet_events_total{stage="predict"}': 10.0},
     ...               {'freshet_events_total{stage="predict"}': 60.0}])
     >>> times = iter([0.0, 0.5])
@@ -279,7 +279,7 @@ class WorkerMonitor:
         scrape: Callable[[str], Mapping[str, float]] | None = None,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
-        from streams.procs import scrape as http_scrape
+        from streams.ops.procs import scrape as http_scrape
 
         self.url = url
         self._scrape = scrape or http_scrape
@@ -343,8 +343,8 @@ def run_watch(
     """
     from rich.live import Live
 
-    from streams.readers import TopicReader
-    from streams.watch_view import WatchState
+    from streams.ops.readers import TopicReader
+    from streams.ops.watch_view import WatchState
 
     # kafka-python logs connection trouble on the root logger's last-resort handler, which would
     # scribble over the live screen; the view itself shows what is unreachable.
@@ -380,7 +380,7 @@ def run_watch(
 
 def kafka_unreachable(settings: Settings) -> str | None:
     """The one-line error when nothing listens at the Kafka address (viewers never start servers)."""
-    from streams.services import port_open
+    from streams.ops.services import port_open
 
     if port_open(settings.kafka_host, settings.kafka_port):
         return None
@@ -409,7 +409,7 @@ def watch(
     """Live view: models' online metrics with sparklines, drift alerts, dead letters, throughput, latency."""
     from kafka.errors import KafkaError
 
-    from streams.cli import _fail  # loaded by now: it is what runs this command
+    from streams.ops.cli import _fail  # loaded by now: it is what runs this command
 
     if (problem := kafka_unreachable(c.settings)) is not None:
         _fail(problem)

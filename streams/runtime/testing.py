@@ -9,11 +9,11 @@
 
 from __future__ import annotations
 
-from streams.app import Wire
+from streams.runtime.app import Wire
 
 
 class RecordingSender:
-    """A :class:`streams.app.Sender` that keeps every message instead of sending it."""
+    """A :class:`streams.runtime.app.Sender` that keeps every message instead of sending it."""
 
     def __init__(self) -> None:
         self.sent: list[Wire] = []

@@ -27,7 +27,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from streams import services as svc
+from streams.ops import services as svc
 
 # What the brief for headless Chromium as root asks for: no sandbox (root), no GPU, nothing phoning home.
 CHROMIUM_FLAGS = (

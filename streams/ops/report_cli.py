@@ -2,8 +2,8 @@
 
 "Whole" means up to the end offsets the topics had when the command started: messages published while it
 reads are left for the next report, so the command always ends. The drawing is
-:func:`streams.report.build_report`; this module only reads Kafka (no consumer group, like
-:mod:`streams.readers`) and talks to the user.
+:func:`streams.ops.report.build_report`; this module only reads Kafka (no consumer group, like
+:mod:`streams.ops.readers`) and talks to the user.
 """
 
 from __future__ import annotations
@@ -13,10 +13,10 @@ from typing import TYPE_CHECKING
 
 import click
 
-from streams.readers import read_whole_topic
+from streams.ops.readers import read_whole_topic
 
 if TYPE_CHECKING:
-    from streams.cli import Context
+    from streams.ops.cli import Context
 
 
 @click.command("report")
@@ -58,14 +58,14 @@ def report(
     over time; print the paths."""
     from kafka.errors import KafkaError
 
-    from streams.cli import _fail  # loaded by now: it is what runs this command
-    from streams.report import build_report
-    from streams.watch import kafka_unreachable
+    from streams.ops.cli import _fail  # loaded by now: it is what runs this command
+    from streams.ops.report import build_report
+    from streams.ops.watch import kafka_unreachable
 
     settings = c.settings
     if (problem := kafka_unreachable(settings)) is not None:
         _fail(problem)
-    from streams.cli import progress
+    from streams.ops.cli import progress
 
     def step(what: str) -> None:  # reading big topics takes a while
         progress(f"freshet report: {what}")
@@ -110,8 +110,8 @@ def report(
     for path in paths.values():
         click.echo(str(path))
     if screenshot is not None:
-        from streams.browser import BrowserError, check_page
-        from streams.services import ServiceError
+        from streams.ops.browser import BrowserError, check_page
+        from streams.ops.services import ServiceError
 
         step("opening the page in headless Chromium...")
         try:

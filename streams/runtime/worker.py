@@ -1,4 +1,4 @@
-"""Run the Faust worker process: the app from :mod:`streams.app` plus the Prometheus endpoint."""
+"""Run the Faust worker process: the app from :mod:`streams.runtime.app` plus the Prometheus endpoint."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import logging
 from faust import Worker
 from prometheus_client import start_http_server
 
-from streams.app import Runtime, create_app
+from streams.runtime.app import Runtime, create_app
 from streams.settings import Settings
 
 log = logging.getLogger("freshet.worker")

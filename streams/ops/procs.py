@@ -100,7 +100,7 @@ def running(
 ) -> Iterator[dict[str, subprocess.Popen[bytes]]]:
     """A worker (and a learner) as child processes, ready to consume; stopped (SIGTERM) on exit.
 
-    The topics must exist (``streams.services.ensure_topics``). Logs go to ``logs/worker.log`` and
+    The topics must exist (``streams.ops.services.ensure_topics``). Logs go to ``logs/worker.log`` and
     ``logs/learner.log``.
     """
     procs = {"worker": spawn(settings, "worker", log_path=logs / "worker.log")}

@@ -41,7 +41,7 @@ STOP_TIMEOUT_S = 30.0
 TOPIC_CONFIGS: dict[str, dict[str, str]] = {"model-versions": {"cleanup.policy": "compact"}}
 
 _LOCAL_HOSTS = {"127.0.0.1", "localhost", "::1", "0.0.0.0"}
-_POM = Path(__file__).resolve().parents[1] / "deploy" / "kafka" / "pom.xml"
+_POM = Path(__file__).resolve().parents[2] / "deploy" / "kafka" / "pom.xml"
 _INSTALL_HINTS = {
     "java": "install a JDK 17 (apt-get install openjdk-17-jre-headless)",
     "mvn": "install Maven (apt-get install maven)",
@@ -87,7 +87,7 @@ def wait_for_port(host: str, port: int, timeout_s: float = 30.0) -> None:
     >>> wait_for_port("127.0.0.1", free_port(), timeout_s=0.2)
     Traceback (most recent call last):
     ...
-    streams.services.ServiceError: nothing listens on 127.0.0.1:... after 0.2 s: ...
+    streams.ops.services.ServiceError: nothing listens on 127.0.0.1:... after 0.2 s: ...
     """
     deadline = time.monotonic() + timeout_s
     while not port_open(host, port):
@@ -345,7 +345,7 @@ def kafka_server_properties(settings: Settings) -> dict[str, str]:
 
 
 def _properties_text(props: dict[str, str]) -> str:
-    header = "# Written by freshet (streams/services.py); rewritten at every start.\n"
+    header = "# Written by freshet (streams/ops/services.py); rewritten at every start.\n"
     return header + "".join(f"{key}={value}\n" for key, value in props.items())
 
 

@@ -21,7 +21,7 @@ or below that offset was applied before a crash and its prediction was sent then
 
 >>> from models.spec import parse_models
 >>> from streams.features import FeatureEngine, parse_features
->>> from streams.predictor import Predictor
+>>> from streams.core.predictor import Predictor
 >>> from streams.records import decode
 >>> from streams.spec import EventSchema
 >>> engine = FeatureEngine(parse_features(
@@ -54,14 +54,14 @@ from typing import Any
 
 from models.drift.alerts import DriftAlert
 from models.drift.distribution import FeatureDriftMonitors, WindowDriftMonitor
+from streams.core.inputs import model_input
+from streams.core.partitions import partition_for
+from streams.core.predictor import Predictor
+from streams.core.validate import Invalid, validate_event
 from streams.features import FeatureEngine
 from streams.features.engine import StateLayoutError
-from streams.inputs import model_input
-from streams.partitions import partition_for
-from streams.predictor import Predictor
 from streams.records import Prediction, dead_letter_of, encode
 from streams.spec import EventSchema
-from streams.validate import Invalid, validate_event
 
 __all__ = [
     "InRecord",

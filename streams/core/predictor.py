@@ -3,7 +3,7 @@
 Predictors learn nothing (DESIGN.md decision 3). A swap replaces one reference, so an event being
 scored finishes on the old model and the next one sees the new model: no lock, no pause.
 
-Staleness (issue 13): the version follower (streams/hot_swap.py) tells the predictor how far the learner
+Staleness (issue 13): the version follower (streams/runtime/hot_swap.py) tells the predictor how far the learner
 is (:meth:`Predictor.note_learner`, from every ``model-versions`` announcement), so each prediction can say
 how many examples, and seconds, its version was behind the learner *as far as this worker knows*
 (:meth:`Predictor.staleness`).

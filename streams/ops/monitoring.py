@@ -5,7 +5,7 @@ with the repository's own ``deploy/prometheus/prometheus.yml`` rewritten for thi
 learner targets point at ``metrics_port`` and ``metrics_port + 1`` and the rule files at absolute paths.
 Alertmanager (Debian's ``prometheus-alertmanager``) is optional: started when installed, with a receiver
 that only keeps the alerts (add your own in its config). Both keep their files under ``cache_dir`` and
-are stopped by PID, as :mod:`streams.services` does for Kafka and Redis.
+are stopped by PID, as :mod:`streams.ops.services` does for Kafka and Redis.
 
 The checks: ``promtool`` over the config, the rules and their unit tests (``deploy/prometheus/
 alerts_test.yml``); against a running Prometheus, every dashboard panel's PromQL must return data
@@ -37,10 +37,10 @@ from typing import Any
 
 import yaml
 
-from streams import services as svc
+from streams.ops import services as svc
 from streams.settings import Settings
 
-DEPLOY = Path(__file__).resolve().parents[1] / "deploy"
+DEPLOY = Path(__file__).resolve().parents[2] / "deploy"
 PROMETHEUS_YML = DEPLOY / "prometheus" / "prometheus.yml"
 ALERTS_YML = DEPLOY / "prometheus" / "alerts.yml"
 ALERTS_TEST_YML = DEPLOY / "prometheus" / "alerts_test.yml"

@@ -20,11 +20,11 @@ import pandas as pd
 from models.registry import ModelMeta, Registry
 from models.spec import ModelSlotDef
 from models.warm_start import warm_start
+from streams.core.inputs import model_input
+from streams.core.validate import parse_timestamp
 from streams.features import parse_features
 from streams.features.batch import read_table, training_set
-from streams.inputs import model_input
 from streams.spec import PipelineSpec
-from streams.validate import parse_timestamp
 
 
 def training_frame(spec: PipelineSpec, events: pd.DataFrame, labels: pd.DataFrame) -> tuple[pd.DataFrame, list[str]]:

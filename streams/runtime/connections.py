@@ -7,8 +7,8 @@ from typing import Any
 import redis
 
 from models.registry import RedisRegistryStore, Registry
+from streams.runtime.store import RedisOnlineStore
 from streams.settings import Settings
-from streams.store import RedisOnlineStore
 
 
 def redis_client(settings: Settings) -> redis.Redis:

@@ -20,11 +20,11 @@ import click
 
 from producers.publish import publish
 from producers.synthetic import SyntheticStream
-from streams.procs import learner_url, running, scrape
-from streams.readers import read_until, read_whole_topic
-from streams.services import ensure_topics, services_down, services_up
+from streams.ops.procs import learner_url, running, scrape
+from streams.ops.readers import read_until, read_whole_topic
+from streams.ops.services import ensure_topics, services_down, services_up
+from streams.ops.summary import latency_percentiles_ms, summarize_metrics
 from streams.settings import Settings
-from streams.summary import latency_percentiles_ms, summarize_metrics
 
 
 def run_demo(base: Settings, *, duration_s: float, rate: float, report_dir: Path) -> int:
@@ -74,7 +74,7 @@ def _stream_and_summarize(settings: Settings, n_events: int, drift_at: int, rate
     summary = _summary(n_events, drift_at, predictions, metrics, drift, dead)
     click.echo(summary["text"])
     try:
-        from streams.report import build_report
+        from streams.ops.report import build_report
 
         served = [v for _, v, _ in predictions if isinstance(v, dict)]
         paths = build_report(metrics, drift, report_dir, predictions=served)

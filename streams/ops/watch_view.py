@@ -107,7 +107,7 @@ class WatchState:
         self.staleness_s: float | None = None
 
     def on_metrics(self, d: Mapping[str, Any]) -> None:
-        """A ``metrics`` snapshot (see :mod:`streams.report` for its shape); others are ignored."""
+        """A ``metrics`` snapshot (see :mod:`streams.ops.report` for its shape); others are ignored."""
         if not isinstance(d, Mapping) or d.get("model") is None:
             return
         model = str(d["model"])

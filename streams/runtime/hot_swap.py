@@ -8,7 +8,7 @@ full, as before. An announcement only says "look again"; the registry is the tru
 verify, unpickle) runs off the event loop and the swap replaces one reference: the stream never pauses.
 A version that does not verify is refused, logged and counted once; serving goes on with the model it has.
 
-Every announcement also tells the predictor how far the learner is (staleness, streams/predictor.py).
+Every announcement also tells the predictor how far the learner is (staleness, streams/core/predictor.py).
 """
 
 from __future__ import annotations
@@ -22,10 +22,10 @@ from typing import Any
 from models.champion import ModelGroup
 from models.registry import Registry, SnapshotError
 from models.spec import ModelSlotDef
-from streams.connections import open_registry
-from streams.metrics import Metrics
-from streams.predictor import Predictor
+from streams.core.predictor import Predictor
 from streams.records import decode
+from streams.runtime.connections import open_registry
+from streams.runtime.metrics import Metrics
 from streams.settings import Settings
 
 log = logging.getLogger("freshet.worker")
