@@ -82,6 +82,10 @@ class LearnOutput:
     metrics: dict[str, dict[str, float]] | None = None  # periodic: {model: {metric: value}}
     error: str | None = None  # why a bad example was not learned (dead-letter it)
     snapshot_due: bool = False  # a snapshot falls here (count or promotion); learn_one leaves it to the caller
+    # Routing decisions (models.router: canary steps, rollbacks, bandit shares) to announce, and whether
+    # the plan the workers serve changed (publish a record now).
+    decisions: list[dict[str, Any]] = field(default_factory=list)
+    plan_changed: bool = False
 
 
 @dataclass(frozen=True)
@@ -189,16 +193,38 @@ class Learner:
         predictions = self.group.score_and_learn(example.features, y)
         self.offset = offset
         self._since_snapshot += 1
-        promotion = self.group.maybe_promote()
+        decisions: list[dict[str, Any]] = []
+        plan_changed = False
+        router = self.group.router
+        if router is not None:
+            routed = router.observe(example, y, self.group.champion)
+            decisions.extend(routed.decisions)
+            plan_changed = routed.plan_changed
+        promotion = None
+        if router is not None and routed.promote is not None:
+            promotion = self.group.promote(routed.promote, reason="canary_passed")
+        else:
+            promotion = self.group.maybe_promote()
+            proposal = self.group.take_proposal()
+            if proposal is not None:
+                decisions.extend(proposal.decisions)
+                plan_changed = plan_changed or proposal.plan_changed
         if promotion is not None:
             promotion = replace(promotion, offset=offset)
             self.group.promotions[-1] = promotion
-        # A promotion is snapshotted at once so predictors swap to the new champion.
-        due = promotion is not None or self._since_snapshot >= self.snapshot_every
+        for d in decisions:
+            d.setdefault("offset", offset)
+            d.setdefault("event_ts", example.event_ts)
+            d.setdefault("examples_learned", self.group.examples_learned)
+        # A promotion or a routing change (canary step, rollback) is snapshotted at once: workers serve it.
+        due = promotion is not None or self._since_snapshot >= self.snapshot_every or (
+            plan_changed and any(d.get("kind") == "canary" for d in decisions)
+        )
         if due:
             self._since_snapshot = 0
         return LearnOutput(
-            offset=offset, skipped=False, predictions=predictions, promotion=promotion, snapshot_due=due
+            offset=offset, skipped=False, predictions=predictions, promotion=promotion, snapshot_due=due,
+            decisions=decisions, plan_changed=plan_changed,
         )
 
     def capture(self, metrics: dict[str, dict[str, float]] | None = None) -> Capture:

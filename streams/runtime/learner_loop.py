@@ -39,11 +39,13 @@ from models.evaluation import OnlineScorer, align_proba
 from models.learner import Capture, Learner, check_label
 from models.publication import PublicationSchedule
 from models.registry import ModelMeta, Registry, SnapshotError
+from models.router import serving_model
 from models.spec import ModelSlotDef, parse_models
 from streams.core.partitions import partition_for
 from streams.records import Example, dead_letter_of, decode, encode
 from streams.runtime.connections import open_registry
 from streams.runtime.metrics import Metrics
+from streams.runtime.routing_io import announce_decisions, publish_arm_metrics
 from streams.settings import Settings
 from streams.spec import PipelineSpec
 
@@ -83,6 +85,7 @@ class SlotIO:
     last_position_ts: float = -math.inf
     last_label_ts: float | None = None
     metrics_dirty: bool = False
+    plan_dirty: bool = False  # the routing plan changed: publish a record now (models.router)
     published: dict[int, int] = field(default_factory=dict)  # version -> examples learned in it
     staleness_sum: float = 0.0
     staleness_n: int = 0
@@ -325,6 +328,9 @@ class LearnerLoop:
                 self.metrics.promotions.labels(slot=slot, reason=out.promotion.reason).inc()
                 log.warning("slot %s: promoted %s over %s", slot, out.promotion.promoted, out.promotion.demoted)
                 self._send(batch, "drift", slot, {"v": 1, "kind": "promotion", **out.promotion.to_dict()})
+            if out.decisions:
+                announce_decisions(self.metrics, lambda t, k, v: self._send(batch, t, k, v), slot, out.decisions)
+            io.plan_dirty = io.plan_dirty or out.plan_changed
             changed = self._watch_drift(batch, example, learner, out.predictions, record.offset)
             if out.promotion is not None or changed or (
                 out.snapshot_due and remaining[record.key] < learner.snapshot_every
@@ -335,7 +341,8 @@ class LearnerLoop:
 
     @staticmethod
     def _champion_blob(learner: Learner) -> bytes:
-        return pickle.dumps(learner.group.model(), protocol=pickle.HIGHEST_PROTOCOL)
+        # The champion alone, or for a routed slot the arms it serves and the plan (models.router.ArmsBundle).
+        return pickle.dumps(serving_model(learner.group), protocol=pickle.HIGHEST_PROTOCOL)
 
     def _write(self, batch: Batch, idle: bool = False, final: bool = False) -> list[ModelMeta]:
         """The I/O half: snapshots and champion records to the registry, then every message, one flush."""
@@ -356,6 +363,7 @@ class LearnerLoop:
             self.metrics.model_version.labels(model=slot, role="learn").set(snap.version)
             self.metrics.snapshot_bytes.labels(model=slot).set(snap.size_bytes)
             io.schedule.published(capture.examples_learned, now, time.perf_counter() - started)
+            io.plan_dirty = False
             self._announce(batch, slot, record, snapshot=True)
             written.append(snap)
         for slot, n in batch.learned.items():
@@ -364,7 +372,8 @@ class LearnerLoop:
             learner = self.learners[slot]
             group = learner.group
             caught_up = (idle and self.settings.publish_when_caught_up) or final
-            if io.schedule.due(group.examples_learned, now, idle=caught_up):
+            if io.plan_dirty or io.schedule.due(group.examples_learned, now, idle=caught_up):
+                io.plan_dirty = False
                 started = time.perf_counter()
                 record = self.registry.publish(
                     slot, self._champion_blob(learner), base=learner.version,
@@ -507,6 +516,8 @@ class LearnerLoop:
         io.by_version = {}
         self._send(batch, "metrics", model, {**base, "model": model, "name": "served", "role": "served",
                                               "metrics": served, "by_version": by_version})
+        if group.router is not None:
+            publish_arm_metrics(self.metrics, lambda t, k, v: self._send(batch, t, k, v), group.router, base)
 
     def _dead_letter(self, batch: Batch, record: Any, reason: str, detail: str) -> None:
         key, value = dead_letter_of(record, reason, detail)
