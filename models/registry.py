@@ -50,6 +50,8 @@ from typing import Any, Protocol
 
 import orjson
 
+from models.errors import FreshetError
+
 __all__ = [
     "InMemoryRegistryStore",
     "ModelMeta",
@@ -65,7 +67,7 @@ __all__ = [
 _SIGNATURE_SCHEME = b"freshet-snapshot-v1\n"
 
 
-class SnapshotError(RuntimeError):
+class SnapshotError(FreshetError, RuntimeError):
     """A snapshot cannot be used: unsigned, tampered, signed with another key, or not there."""
 
 

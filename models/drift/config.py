@@ -80,9 +80,10 @@ from typing import Any
 from models.drift.concept import ConceptDriftMonitor, build_detector, detector_name
 from models.drift.distribution import FeatureDriftMonitors, WindowDriftMonitor
 from models.drift.policy import DriftPolicy
+from models.errors import FreshetError
 
 
-class DriftConfigError(ValueError):
+class DriftConfigError(FreshetError, ValueError):
     """The ``[drift]`` section is malformed; the message names the key and what is expected."""
 
 

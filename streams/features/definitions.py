@@ -97,9 +97,9 @@ from dataclasses import dataclass
 from dataclasses import field as dc_field
 from typing import Any
 
+from streams.errors import SpecError
 from streams.features.aggregations import DEFAULT_REGISTRY, Aggregation, AggregationRegistry
 from streams.features.windows import US_PER_S, WINDOW_KINDS, Window, WindowError
-from streams.spec import SpecError
 
 LATE_POLICIES = ("dead-letter", "drop")
 FEATURE_KEYS = (

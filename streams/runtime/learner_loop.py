@@ -39,7 +39,7 @@ from models.evaluation import OnlineScorer, align_proba
 from models.learner import Capture, Learner, check_label
 from models.publication import PublicationSchedule
 from models.registry import ModelMeta, Registry, SnapshotError
-from models.spec import ModelSlotDef, parse_models
+from models.spec import ModelSlotDef
 from streams.core.partitions import partition_for
 from streams.records import Example, dead_letter_of, decode, encode
 from streams.runtime.connections import open_registry
@@ -52,7 +52,7 @@ log = logging.getLogger("freshet.learn")
 
 def load_slots(settings: Settings, spec: PipelineSpec | None = None) -> tuple[PipelineSpec, list[ModelSlotDef]]:
     spec = spec or PipelineSpec.load(settings.spec_file)
-    return spec, parse_models(spec.raw.get("models", []), spec.label.kind)
+    return spec, list(spec.models)
 
 
 
@@ -178,7 +178,7 @@ class LearnerLoop:
             # Bigger fetches than the default 1 MiB per partition: a preloaded topic is read in fewer rounds.
             max_partition_fetch_bytes=8 * 1024 * 1024,
         )
-        drift = DriftConfig.from_spec(spec)
+        drift = spec.drift
         loop = cls(settings, metrics or Metrics(), learners, producer, consumer, registry, drift)
         loop._assign()
         return loop
