@@ -509,7 +509,7 @@ class LearnerLoop:
                                               "metrics": served, "by_version": by_version})
 
     def _dead_letter(self, batch: Batch, record: Any, reason: str, detail: str) -> None:
-        key, value = dead_letter_of(record, reason, detail)
+        key, value = dead_letter_of(record, reason, detail, time.time())
         self.metrics.dead_letters.labels(source=record.topic, reason=reason).inc()
         batch.sends.append(("dead-letter", key, value))
 
