@@ -40,6 +40,7 @@ from models.publication import PublicationSchedule
 from models.registry import ModelMeta, Registry, SnapshotError
 from models.spec import ModelSlotDef
 from streams.core.partitions import partition_for
+from streams.errors import ServiceMissing
 from streams.records import Example, dead_letter_of, decode, encode
 from streams.runtime.connections import open_registry
 from streams.runtime.metrics import Metrics
@@ -209,7 +210,7 @@ class LearnerLoop:
         deadline = time.monotonic() + 30
         while not (parts := self.consumer.partitions_for_topic(topic)):
             if time.monotonic() > deadline:
-                raise RuntimeError(f"topic {topic} does not exist; run `freshet services up` first")
+                raise ServiceMissing(f"topic {topic} does not exist; run `freshet services up` first")
             time.sleep(0.2)
         n = len(parts)
         starts: dict[int, int] = {}
