@@ -155,14 +155,12 @@ def run_variant(base: Settings, items: Sequence[Item], variant: Variant, rate: f
     )
     spec = PipelineSpec.load(s.spec_file)
     _, slots = load_slots(s, spec)
-    ev = spec.raw.get("event", {})
-    fields = {
-        "id_field": ev.get("id", "id"), "entity_field": ev.get("entity", "entity"), "time_field": ev.get("time", "ts"),
-    }
     ensure_topics(s)
     logs.mkdir(parents=True, exist_ok=True)
     with running(s, logs=logs):
-        predictions = serve(s, items, rate, **fields)
+        predictions = serve(
+            s, items, rate, id_field=spec.event.id, entity_field=spec.event.entity, time_field=spec.event.time
+        )
         records = read_until(
             s, "metrics", timeout_s=60,
             done=lambda r: any(v.get("role") == "served" and v.get("n") == len(items) for _, v, _ in r),
