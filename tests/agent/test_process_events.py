@@ -109,7 +109,7 @@ def test_state_moves_with_its_partition_and_a_redelivery_is_not_predicted_twice(
     asyncio.run(move())
     assert key in loop.feature_state.data
     # The last two events again (not committed before the move), then a new one.
-    run(loop, [first[1:] + [event(rt, 3, "u1", 1_700_000_003.0)]])
+    run(loop, [[*first[1:], event(rt, 3, "u1", 1_700_000_003.0)]])
     preds = [orjson.loads(v or b"") for v in sender.values(rt.settings.topic("predictions"))]
     assert [p["id"] for p in preds] == ["u1-0", "u1-1", "u1-2", "u1-3"]
     assert preds[-1]["features"]["events_10s"] == 4.0
