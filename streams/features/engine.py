@@ -71,6 +71,7 @@ from typing import Any, NamedTuple
 
 import orjson
 
+from streams.errors import FreshetError
 from streams.features.aggregations import MAX_ABS, Aggregation, Kernel, attribute_value, normalize_value
 from streams.features.definitions import FeatureDef, check_ratio_inputs
 from streams.features.windows import MAX_EVENT_TIME_S, MAX_EVENT_TIME_US, US_PER_S, Window, to_us
@@ -80,11 +81,11 @@ FeatureState = list[Any]
 _STATE_VERSION = 1
 
 
-class FeatureInputError(ValueError):
+class FeatureInputError(FreshetError, ValueError):
     """The event cannot be used (e.g. its time is not a finite number); the state is unchanged."""
 
 
-class StateLayoutError(ValueError):
+class StateLayoutError(FreshetError, ValueError):
     """Stored state was written by a different feature spec (or is not feature state at all)."""
 
 

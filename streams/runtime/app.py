@@ -27,11 +27,11 @@ from faust.app.base import BootStrategy
 from prometheus_client import CollectorRegistry
 
 from models.drift.config import DriftConfig
-from models.spec import ModelSlotDef, parse_models
+from models.spec import ModelSlotDef
 from streams.core.join_batch import JoinOutput, JoinStep
 from streams.core.predictor import Predictor
 from streams.core.serve import InRecord, ServeOutput, ServeStep
-from streams.features import FeatureEngine, parse_features
+from streams.features import FeatureEngine
 from streams.runtime.batch_loop import BatchLoop, LoopTopics, RetryingSender
 from streams.runtime.connections import open_store
 from streams.runtime.hot_swap import follow_versions
@@ -71,16 +71,15 @@ class Runtime:
     ) -> Runtime:
         """``store`` defaults to the Redis online store of the settings (tests pass an in-memory one)."""
         spec = spec or PipelineSpec.load(settings.spec_file)
-        raw_features = spec.raw.get("features", [])
-        slots = parse_models(spec.raw.get("models", []), spec.label.kind)
+        slots = list(spec.models)
         return cls(
             settings=settings,
             spec=spec,
             metrics=Metrics(registry),
-            engine=FeatureEngine(parse_features(raw_features)),
+            engine=FeatureEngine(spec.features),
             slots=slots,
             predictor=Predictor(slots),
-            drift=DriftConfig.from_spec(spec),
+            drift=spec.drift,
             store=store if store is not None else open_store(settings),
         )
 
