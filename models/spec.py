@@ -69,6 +69,7 @@ from typing import Any
 
 from river import base
 
+from models.errors import FreshetError
 from models.routing import RoutingConfig, RoutingError, parse_routing
 
 __all__ = [
@@ -99,7 +100,7 @@ DEFAULT_CHAMPION = {
 DEFAULT_METRIC = {"classification": "accuracy", "regression": "mae"}
 
 
-class ModelSpecError(ValueError):
+class ModelSpecError(FreshetError, ValueError):
     """The ``[[models]]`` section or a factory is wrong; the message names which and what to do."""
 
 
