@@ -48,13 +48,13 @@ from __future__ import annotations
 import math
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, replace
-from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
+from streams.event_time import parse_event_time
 from streams.features.aggregations import (
     MAX_ABS,
     Aggregation,
@@ -266,14 +266,21 @@ def _check_columns(defs: list[FeatureDef], log: pd.DataFrame, entity: str, time:
 def event_times_us(series: pd.Series) -> tuple[np.ndarray, np.ndarray]:
     """Event times as integer microseconds, and a mask of rows whose time is unusable.
 
-    Numbers are epoch seconds; datetimes must be timezone-aware; strings must be ISO-8601 with an offset.
+    The rules are :func:`streams.event_time.parse_event_time`'s (the stream's): numbers are epoch seconds,
+    datetimes timezone-aware, strings ISO-8601 with an offset; a value it refuses makes its row invalid.
+    A column of naive datetimes is refused as a whole (localize it).
     """
     if isinstance(series.dtype, pd.DatetimeTZDtype):
         ns = series.dt.tz_convert("UTC").dt.as_unit("ns")
-        invalid = ns.isna().to_numpy()
+        invalid = ns.isna().to_numpy().copy()
         us = np.where(invalid, 0, ns.to_numpy(dtype="datetime64[ns]").astype(np.int64) // 1000)
-        # As the stream sees it: seconds as a float, then back to microseconds.
+        # As the stream sees it: seconds as a float (datetime.timestamp(): exact microseconds / 10**6, one
+        # rounding), then back to microseconds. numpy's int64 → float64 rounds first beyond 2**53 µs (2255).
         seconds = us / US_PER_S
+        big = np.abs(us) > 2**53
+        if big.any():
+            seconds[big] = [int(u) / 1_000_000 for u in us[big]]
+        invalid |= (seconds < 0) | (seconds > MAX_EVENT_TIME_S)  # as parse_event_time refuses them
         return np.rint(seconds * US_PER_S).astype(np.int64), invalid
     if pd.api.types.is_datetime64_dtype(series.dtype):
         raise ValueError(
@@ -285,32 +292,17 @@ def event_times_us(series: pd.Series) -> tuple[np.ndarray, np.ndarray]:
     else:
         seconds = np.array([_parse_time(v) for v in series], dtype=float)
     with np.errstate(invalid="ignore"):
-        invalid = ~np.isfinite(seconds) | (np.abs(seconds) > MAX_EVENT_TIME_S)
+        invalid = ~np.isfinite(seconds) | (seconds < 0) | (seconds > MAX_EVENT_TIME_S)
     seconds = np.where(invalid, 0.0, seconds)
     return np.rint(seconds * US_PER_S).astype(np.int64), invalid
 
 
 def _parse_time(value: Any) -> float:
-    if isinstance(value, bool):
+    """One value of an object column through the stream's parser (NaN where the stream dead-letters it)."""
+    try:
+        return parse_event_time(value)
+    except ValueError:
         return math.nan
-    if isinstance(value, int | float):
-        return float(value)
-    if isinstance(value, str):
-        try:
-            dt = datetime.fromisoformat(value)
-        except ValueError:
-            try:
-                return float(value)
-            except ValueError:
-                return math.nan
-        if dt.tzinfo is None:
-            raise ValueError(f"event time {value!r} has no timezone offset; add one (e.g. +00:00 or Z)")
-        return dt.timestamp()
-    if isinstance(value, pd.Timestamp | datetime):
-        if value.tzinfo is None:
-            raise ValueError(f"event time {value!r} is a naive datetime; make it timezone-aware")
-        return value.timestamp()
-    return math.nan
 
 
 @dataclass

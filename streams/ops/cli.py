@@ -312,13 +312,13 @@ def features_get(c: Context, entity: str) -> None:
 @pass_ctx
 def backfill(c: Context, input_path: Path, output_path: Path, as_of: str | None, attributes: Path | None) -> None:
     """Compute the spec's features over a CSV/Parquet event log with pandas; write Parquet."""
-    from streams.core.validate import parse_timestamp
+    from streams.event_time import parse_event_time
     from streams.features.batch import backfill as run_backfill
 
     as_of_s = None
     if as_of is not None:
         try:
-            as_of_s = parse_timestamp(float(as_of) if as_of.replace(".", "", 1).isdigit() else as_of)
+            as_of_s = parse_event_time(float(as_of) if as_of.replace(".", "", 1).isdigit() else as_of)
         except ValueError as exc:
             _fail(f"--as-of: {exc}")
     progress(f"computing {c.settings.spec_file.name}'s features over {input_path} with pandas...")
