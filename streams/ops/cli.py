@@ -309,8 +309,18 @@ def features_get(c: Context, entity: str) -> None:
     default=None,
     help="CSV/Parquet of static entity attributes.",
 )
+@click.option(
+    "--order",
+    type=click.Choice(["arrival", "time"]),
+    default="arrival",
+    show_default=True,
+    help="arrival: the file's row order, as the stream read it (the features it served, late events "
+    "included); time: by parsed event time, as if every event had come on time. Rows come out in input order.",
+)
 @pass_ctx
-def backfill(c: Context, input_path: Path, output_path: Path, as_of: str | None, attributes: Path | None) -> None:
+def backfill(
+    c: Context, input_path: Path, output_path: Path, as_of: str | None, attributes: Path | None, order: str
+) -> None:
     """Compute the spec's features over a CSV/Parquet event log with pandas; write Parquet."""
     from streams.event_time import parse_event_time
     from streams.features.batch import backfill as run_backfill
@@ -328,7 +338,7 @@ def backfill(c: Context, input_path: Path, output_path: Path, as_of: str | None,
         output_path,
         as_of_s=as_of_s,
         attributes_path=attributes,
-        sort_by_time=True,
+        order=order,
     )
     click.echo(f"wrote {n} rows to {output_path}")
 

@@ -46,7 +46,8 @@ def training_frame(spec: PipelineSpec, events: pd.DataFrame, labels: pd.DataFram
     """
     ev = spec.event
     defs = list(spec.features)
-    with_features = training_set(defs, events, entity=ev.entity, time=ev.time, sort_by_time=True)
+    # The features as the stream served them: the log in its arrival order (streams.features.batch).
+    with_features = training_set(defs, events, entity=ev.entity, time=ev.time)
     usable = with_features[~with_features["_invalid"]]
     names = [d.name for d in defs]
     field_names = [f for f, t in ev.fields.items() if t != "str"]
