@@ -43,6 +43,7 @@ from models.spec import ModelSlotDef
 from streams.core.partitions import partition_for
 from streams.errors import ServiceMissing
 from streams.records import Example, dead_letter_of, decode, encode
+from streams.runtime.announce import position_announcement, record_announcement
 from streams.runtime.connections import open_registry
 from streams.runtime.metrics import Metrics
 from streams.runtime.routing_io import announce_decisions, publish_arm_metrics
@@ -384,11 +385,10 @@ class LearnerLoop:
             ):
                 # Held back (a big model): say how far the learner is, so workers can tell their staleness.
                 io.last_position_ts = now
-                self._send(batch, "model-versions", slot, {
-                    "v": 1, "kind": "position", "name": slot, "slot": slot,
-                    "version": io.last_record.version if io.last_record else learner.version or 0,
-                    "examples_learned": group.examples_learned, "offset": learner.offset, "created_ts": wall,
-                })
+                self._send(batch, "model-versions", slot, position_announcement(
+                    slot, version=io.last_record.version if io.last_record else learner.version or 0,
+                    examples_learned=group.examples_learned, offset=learner.offset, created_ts=wall,
+                ))
         if final or (idle and any(io.metrics_dirty for io in self._io.values())) or (
             now - self._last_metrics >= self.settings.metrics_every_s
         ):
@@ -445,9 +445,7 @@ class LearnerLoop:
     def _announce(self, batch: Batch, slot: str, record: ModelMeta, snapshot: bool) -> None:
         """A champion record was published → remembered, ``model-versions`` (key: slot)."""
         self._io[slot].remember(record)
-        body = record.to_dict()
-        body.pop("metrics", None)
-        self._send(batch, "model-versions", slot, {"v": 1, "kind": "record", "snapshot": snapshot, **body})
+        self._send(batch, "model-versions", slot, record_announcement(record, snapshot=snapshot))
 
     def _send(self, batch: Batch, topic: str, key: str, value: dict[str, Any]) -> None:
         batch.sends.append((topic, key.encode(), encode(value)))
