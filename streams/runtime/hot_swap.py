@@ -24,11 +24,13 @@ from typing import Any
 
 from models.champion import ModelGroup
 from models.registry import Registry, SnapshotError
+from models.router import serving_model
 from models.spec import ModelSlotDef
 from streams.core.predictor import Predictor
 from streams.records import decode
 from streams.runtime.connections import open_registry
 from streams.runtime.metrics import Metrics
+from streams.runtime.routing_io import export_routing
 from streams.settings import Settings
 
 log = logging.getLogger("freshet.worker")
@@ -136,7 +138,7 @@ class VersionFollower:
             self._pointer[slot] = current
             if meta.version == served:
                 return False
-            self._swap(slot, group.model(), group.champion, meta.version, meta.examples_learned, meta.created_ts,
+            self._swap(slot, serving_model(group), group.champion, meta.version, meta.examples_learned, meta.created_ts,
                        time.perf_counter() - started, meta.size_bytes)
             return True
         except SnapshotError as exc:
@@ -225,6 +227,7 @@ async def follow_versions(
                 if not await loop.run_in_executor(None, swap):
                     await loop.run_in_executor(None, follower.refresh, slot)
             follower.export_staleness(time.time())
+            export_routing(metrics, predictor)
     finally:
         await consumer.stop()
 
