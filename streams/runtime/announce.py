@@ -35,9 +35,13 @@ def _body(meta: ModelMeta) -> dict[str, Any]:
     return body
 
 
-def record_announcement(meta: ModelMeta, *, snapshot: bool) -> dict[str, Any]:
-    """A champion record was published (by the learner)."""
-    return {"v": 1, "kind": "record", "snapshot": snapshot, **_body(meta)}
+def record_announcement(meta: ModelMeta, *, snapshot: bool, blob_b64: str | None = None) -> dict[str, Any]:
+    """A champion record was published (by the learner); ``blob_b64``: its signed bytes, when small enough
+    to travel inline (workers then swap it in without reading Redis)."""
+    body = {"v": 1, "kind": "record", "snapshot": snapshot, **_body(meta)}
+    if blob_b64 is not None:
+        body["blob_b64"] = blob_b64
+    return body
 
 
 def position_announcement(
