@@ -61,10 +61,10 @@ def pointer_announcement(meta: ModelMeta, action: str) -> dict[str, Any]:
 
 def announce_pointer(settings: Settings, registry: Registry, slot: str, meta: ModelMeta, action: str) -> None:
     """After a pointer move: prune the slot's versions as the learner does, then announce it (one flush)."""
-    from producers.publish import make_producer
+    from kafka import KafkaProducer
 
     registry.prune(slot, keep=settings.keep_versions)
-    producer = make_producer(settings)
+    producer = KafkaProducer(bootstrap_servers=settings.kafka_bootstrap, acks="all")
     try:
         value = encode(pointer_announcement(meta, action))
         producer.send(settings.topic("model-versions"), key=slot.encode(), value=value)
