@@ -21,6 +21,7 @@ its offset; champion records are for serving only and never resumed from.
 
 from __future__ import annotations
 
+import base64
 import logging
 import math
 import pickle
@@ -43,6 +44,7 @@ from models.spec import ModelSlotDef
 from streams.core.partitions import partition_for
 from streams.errors import ServiceMissing
 from streams.records import Example, dead_letter_of, decode, encode
+from streams.runtime.announce import position_announcement, record_announcement
 from streams.runtime.connections import open_registry
 from streams.runtime.metrics import Metrics
 from streams.runtime.routing_io import announce_decisions, publish_arm_metrics
@@ -359,7 +361,7 @@ class LearnerLoop:
             self.metrics.snapshot_bytes.labels(model=slot).set(snap.size_bytes)
             io.schedule.published(capture.examples_learned, now, time.thread_time() - started)
             io.plan_dirty = False
-            self._announce(batch, slot, record, snapshot=True)
+            self._announce(batch, slot, record, snapshot=True, blob=champion_blob)
             written.append(snap)
         for slot, n in batch.learned.items():
             self._io[slot].learned_counter.inc(n)
@@ -370,13 +372,14 @@ class LearnerLoop:
             if io.plan_dirty or io.schedule.due(group.examples_learned, now, idle=caught_up):
                 io.plan_dirty = False
                 started = time.thread_time()
+                blob = self._champion_blob(learner)
                 record = self.registry.publish(
-                    slot, self._champion_blob(learner), base=learner.version,
+                    slot, blob, base=learner.version,
                     examples_learned=group.examples_learned, offset=learner.offset, champion=group.champion,
                     created_ts=wall,
                 )
                 io.schedule.published(group.examples_learned, now, time.thread_time() - started)
-                self._announce(batch, slot, record, snapshot=False)
+                self._announce(batch, slot, record, snapshot=False, blob=blob)
             elif (
                 group.examples_learned != io.schedule.last_examples
                 and io.schedule.every_s > 0
@@ -384,11 +387,10 @@ class LearnerLoop:
             ):
                 # Held back (a big model): say how far the learner is, so workers can tell their staleness.
                 io.last_position_ts = now
-                self._send(batch, "model-versions", slot, {
-                    "v": 1, "kind": "position", "name": slot, "slot": slot,
-                    "version": io.last_record.version if io.last_record else learner.version or 0,
-                    "examples_learned": group.examples_learned, "offset": learner.offset, "created_ts": wall,
-                })
+                self._send(batch, "model-versions", slot, position_announcement(
+                    slot, version=io.last_record.version if io.last_record else learner.version or 0,
+                    examples_learned=group.examples_learned, offset=learner.offset, created_ts=wall,
+                ))
         if final or (idle and any(io.metrics_dirty for io in self._io.values())) or (
             now - self._last_metrics >= self.settings.metrics_every_s
         ):
@@ -442,12 +444,15 @@ class LearnerLoop:
                 "offset": out.offset, "event_ts": example.event_ts,
             })
 
-    def _announce(self, batch: Batch, slot: str, record: ModelMeta, snapshot: bool) -> None:
-        """A champion record was published → remembered, ``model-versions`` (key: slot)."""
+    def _announce(self, batch: Batch, slot: str, record: ModelMeta, snapshot: bool, blob: bytes) -> None:
+        """A champion record was published → remembered, ``model-versions`` (key: slot).
+
+        A record up to ``inline_record_max_bytes`` travels in the announcement (``blob_b64``): workers swap it
+        in from there, without reading Redis.
+        """
         self._io[slot].remember(record)
-        body = record.to_dict()
-        body.pop("metrics", None)
-        self._send(batch, "model-versions", slot, {"v": 1, "kind": "record", "snapshot": snapshot, **body})
+        inline = base64.b64encode(blob).decode("ascii") if len(blob) <= self.settings.inline_record_max_bytes else None
+        self._send(batch, "model-versions", slot, record_announcement(record, snapshot=snapshot, blob_b64=inline))
 
     def _send(self, batch: Batch, topic: str, key: str, value: dict[str, Any]) -> None:
         batch.sends.append((topic, key.encode(), encode(value)))
