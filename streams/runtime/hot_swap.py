@@ -210,6 +210,7 @@ async def follow_versions(
             await loop.run_in_executor(None, follower.refresh, slot)
         if loaded is not None:
             loaded.set()
+        next_look = time.monotonic() + 1.0
         while True:
             batches = await consumer.getmany(timeout_ms=250)
             announced: dict[str, Any] = {}  # slot -> its latest announcement in this batch (None: unreadable)
@@ -225,6 +226,10 @@ async def follow_versions(
             for slot in announced.keys() & follower.slots.keys():
                 swap = functools.partial(follower.offer, slot, announced[slot])
                 if not await loop.run_in_executor(None, swap):
+                    await loop.run_in_executor(None, follower.refresh, slot)
+            if time.monotonic() >= next_look:  # routed slots: a plan change must not wait on a missed announcement
+                next_look = time.monotonic() + 1.0
+                for slot in predictor.routed.keys() - announced.keys():
                     await loop.run_in_executor(None, follower.refresh, slot)
             follower.export_staleness(time.time())
             export_routing(metrics, predictor)
