@@ -37,6 +37,7 @@ from streams.records import encode
 from streams.runtime.connections import open_store
 from streams.runtime.hot_swap import follow_versions
 from streams.runtime.metrics import Metrics
+from streams.runtime.outage import StoreHeld, holding_store
 from streams.runtime.store import OnlineStore, latest_per_entity
 from streams.runtime.topics import declare_topics
 from streams.settings import Settings
@@ -98,15 +99,16 @@ class Runtime:
         spec = spec or PipelineSpec.load(settings.spec_file)
         raw_features = spec.raw.get("features", [])
         slots = parse_models(spec.raw.get("models", []), spec.label.kind)
+        metrics = Metrics(registry)
         return cls(
             settings=settings,
             spec=spec,
-            metrics=Metrics(registry),
+            metrics=metrics,
             engine=FeatureEngine(parse_features(raw_features)),
             slots=slots,
             predictor=Predictor(slots),
             drift=DriftConfig.from_spec(spec),
-            store=store if store is not None else open_store(settings),
+            store=store if store is not None else holding_store(open_store(settings), metrics),
         )
 
 
@@ -257,7 +259,8 @@ def create_app(rt: Runtime, sender: Sender | None = None) -> faust.App:
 
     @app.timer(interval=0.05)
     async def flush_online_store() -> None:
-        if not rt.store_buffer or rt.store is None:
+        held: int = getattr(rt.store, "pending", 0)  # rows held through an outage are retried
+        if rt.store is None or not (rt.store_buffer or held):
             return
         rows, rt.store_buffer = rt.store_buffer, []
         try:
@@ -265,8 +268,9 @@ def create_app(rt: Runtime, sender: Sender | None = None) -> faust.App:
                 None, rt.store.write_many, latest_per_entity((e, v, ts) for e, v, ts, _ in rows)
             )
         except Exception as exc:  # the online store is auxiliary: an outage never stops serving
-            m.store_errors.inc()
-            log.warning("online store write of %d rows failed (dropped): %s", len(rows), exc)
+            if not isinstance(exc, StoreHeld):  # held: waiting to retry (streams/runtime/outage.py)
+                m.store_errors.inc()
+                log.warning("online store write of %d rows failed: %s", len(rows), exc)
             return
         now = time.time()
         for *_, ingest_ts in rows:
