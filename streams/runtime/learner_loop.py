@@ -41,13 +41,14 @@ from models.publication import PublicationSchedule
 from models.registry import ModelMeta, Registry, SnapshotError
 from models.spec import ModelSlotDef, parse_models
 from streams.core.partitions import partition_for
+from streams.core.validate import example_problem, label_problem
 from streams.records import Example, dead_letter_of, decode, encode
 from streams.runtime import log_limit
 from streams.runtime.connections import open_registry
 from streams.runtime.metrics import Metrics
 from streams.runtime.outage import Backoff, store_gauge, unreachable
 from streams.settings import Settings
-from streams.spec import PipelineSpec
+from streams.spec import LabelSchema, PipelineSpec
 
 log = logging.getLogger("freshet.learn")
 
@@ -157,6 +158,7 @@ class LearnerLoop:
     last_example_wall: float = field(default_factory=time.monotonic)
     # Registry (Redis) outages: snapshots not yet written, newest per slot, retried with backoff.
     registry_backoff: Backoff = field(default_factory=Backoff)
+    label_schema: LabelSchema | None = None  # the spec's [label]: examples' labels are checked against it
     _held: dict[str, tuple[Capture, bytes]] = field(default_factory=dict)
     _unsent: list[tuple[str, bytes | None, bytes, Any]] = field(default_factory=list)  # broker outage
 
@@ -187,7 +189,8 @@ class LearnerLoop:
             max_partition_fetch_bytes=8 * 1024 * 1024,
         )
         drift = DriftConfig.from_spec(spec)
-        loop = cls(settings, metrics or Metrics(), learners, producer, consumer, registry, drift)
+        loop = cls(settings, metrics or Metrics(), learners, producer, consumer, registry, drift,
+                   label_schema=spec.label)
         loop._assign()
         return loop
 
@@ -323,8 +326,24 @@ class LearnerLoop:
             learner = self.learners.get(slot)
             if learner is None:
                 continue  # a slot this learner does not own (another spec shares the topic)
+            if record.offset > learner.offset and example.slot == learner.group.slot:
+                # Anyone may write to ``examples``: the join's checks again, so a bad one is no poison pill.
+                if bad := example_problem(example.features):
+                    learner.offset = record.offset
+                    self._dead_letter(batch, record, "bad_example", bad)
+                    continue
+                if self.label_schema is not None and (bad := label_problem(example.label, self.label_schema)):
+                    learner.offset = record.offset
+                    self._dead_letter(batch, record, "bad_label", bad)
+                    continue
             learned_before = learner.group.examples_learned
-            out = learner.learn_one(example, record.offset)
+            try:
+                out = learner.learn_one(example, record.offset)
+            except Exception as exc:  # a model that cannot take these features: refused, never retried
+                learner.offset = max(learner.offset, record.offset)
+                log.error("slot %s: example at offset %d not learned: %r", slot, record.offset, exc)
+                self._dead_letter(batch, record, "bad_example", f"the models could not learn it: {exc!r}"[:500])
+                continue
             if out.error:
                 self._dead_letter(batch, record, "bad_label", out.error)
             if out.skipped:
