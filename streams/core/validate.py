@@ -234,9 +234,9 @@ def label_problem(value: Any, schema: LabelSchema) -> str:
     the learner to repeat on what it reads from ``examples`` (anyone may write there).
 
     >>> label_problem(2, LabelSchema(classes=(True, False)))
-    'label 2 is not one of the spec\'s classes [True, False]'
+    "label 2 is not one of the spec's classes [True, False]"
     >>> label_problem({"y": 1}, LabelSchema()), label_problem(True, LabelSchema(classes=(True, False)))
-    ("a label must be a class or a number, got dict", '')
+    ('a label must be a class or a number, got dict', '')
     """
     if isinstance(value, bool | int | float | str):
         return _bad_label(value, schema)
