@@ -119,8 +119,8 @@ def malformed_labels(now_s: float, known_id: str = "good-0") -> list[Input]:
 def junk_predictions() -> list[Input]:
     """Records on ``predictions`` that are not freshet's (the join re-reads that topic)."""
     return [
-        ("prediction_not_json", b"x", b"\x00\x01", "bad_prediction"),
-        ("prediction_array", b"x", b"[1]", "bad_prediction"),
+        ("prediction_not_json", b"x", b"\x00\x01", "undecodable"),
+        ("prediction_array", b"x", b"[1]", "not_an_object"),
         ("prediction_missing_fields", b"x", b'{"v": 1, "id": "p1"}', "bad_prediction"),
     ]
 
