@@ -532,14 +532,14 @@ def run_learner_alone(base: Settings, run_dir: Path, model: Path, cfg: Config) -
     freshet's format; examples/s from its first learned example to its N-th (its /metrics at 20 Hz)."""
     from streams.core.inputs import model_input as freshet_input
     from streams.core.partitions import partition_for
-    from streams.features import FeatureEngine, parse_features
+    from streams.features import FeatureEngine
     from streams.records import Example, encode
     from streams.spec import PipelineSpec
 
     settings = with_run(base, "learner", spec=DEMO_SPEC)
     ensure_topics(settings)
     spec = PipelineSpec.load(DEMO_SPEC)
-    engine = FeatureEngine(parse_features(spec.raw.get("features", [])))
+    engine = FeatureEngine(spec.features)
     states: dict[str, Any] = {}
     n = cfg.n_events
     prod = _producer(settings.kafka_bootstrap, linger_ms=20)

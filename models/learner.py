@@ -36,6 +36,10 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 from models.champion import ModelGroup, PromotionEvent
+from models.drift.alerts import DriftAlert
+from models.drift.config import DriftConfig
+from models.drift.policy import Action
+from models.drift.supervisor import SlotDriftSupervisor
 from models.example import Example
 from models.registry import ModelMeta, Registry
 from models.spec import ModelSlotDef
@@ -82,6 +86,9 @@ class LearnOutput:
     metrics: dict[str, dict[str, float]] | None = None  # periodic: {model: {metric: value}}
     error: str | None = None  # why a bad example was not learned (dead-letter it)
     snapshot_due: bool = False  # a snapshot falls here (count or promotion); learn_one leaves it to the caller
+    alerts: tuple[DriftAlert, ...] = ()  # drift alerts raised by this example (concept drift, label shift)
+    actions: tuple[Action, ...] = ()  # what the drift policy did about them (promote, reset_and_retrain, alert)
+    group_changed: bool = False  # a promotion or a drift action changed the group: snapshot and announce now
 
 
 @dataclass(frozen=True)
@@ -108,6 +115,7 @@ class Learner:
         metrics_every: int = 100,
         offset: int = -1,
         parent: int | None = None,
+        drift: DriftConfig | None = None,
     ) -> None:
         if snapshot_every < 1 or metrics_every < 1:
             raise ValueError("snapshot_every and metrics_every must be at least 1")
@@ -119,6 +127,8 @@ class Learner:
         self.offset = offset
         self.version = parent
         self._since_snapshot = 0
+        # The learner owns drift supervision of its group: concept drift per model, label shift, the policy.
+        self.supervisor = SlotDriftSupervisor(group, drift) if drift is not None else None
 
     @property
     def next_offset(self) -> int:
@@ -135,15 +145,18 @@ class Learner:
         rolling_window: int = 1000,
         snapshot_every: int = 500,
         metrics_every: int = 100,
+        drift: DriftConfig | None = None,
     ) -> Learner:
-        """Resume from the slot's current snapshot (verified), or start a fresh group at offset -1."""
+        """Resume from the slot's current snapshot (verified), or start a fresh group at offset -1.
+
+        ``drift``: the spec's drift settings (``PipelineSpec.drift``); None watches no drift."""
         name = name or slot_def.slot
         meta = registry.current(name)
         if meta is None:
             _log.info("slot %s: no snapshot in the registry; starting fresh models", slot_def.slot)
             group = ModelGroup(slot_def, rolling_window=rolling_window)
             return cls(group, registry, name=name, snapshot_every=snapshot_every,
-                       metrics_every=metrics_every)
+                       metrics_every=metrics_every, drift=drift)
         state, meta = registry.load(name, meta.version)
         group = ModelGroup.from_state(state, slot_def)
         _log.info(
@@ -151,7 +164,7 @@ class Learner:
             slot_def.slot, meta.ref, meta.offset, meta.examples_learned,
         )
         return cls(group, registry, name=name, snapshot_every=snapshot_every, metrics_every=metrics_every,
-                   offset=meta.offset, parent=meta.version)
+                   offset=meta.offset, parent=meta.version, drift=drift)
 
     def process(self, example: Example, offset: int) -> LearnOutput:
         """Score and learn one example at ``offset`` (once: offsets at or below the last one are skipped).
@@ -190,15 +203,26 @@ class Learner:
         self.offset = offset
         self._since_snapshot += 1
         promotion = self.group.maybe_promote()
+        alerts: tuple[DriftAlert, ...] = ()
+        actions: tuple[Action, ...] = ()
+        changed = promotion is not None
+        if self.supervisor is not None:
+            watched = self.supervisor.on_example(
+                example.features, y, predictions, event_ts=example.event_ts, offset=offset
+            )
+            alerts, actions = tuple(watched.alerts), tuple(watched.actions)
+            changed = changed or watched.changed_group
+            promotion = promotion or watched.promotion
         if promotion is not None:
             promotion = replace(promotion, offset=offset)
             self.group.promotions[-1] = promotion
-        # A promotion is snapshotted at once so predictors swap to the new champion.
-        due = promotion is not None or self._since_snapshot >= self.snapshot_every
+        # A changed group (promotion, retrained model) is snapshotted at once so predictors swap to it.
+        due = changed or self._since_snapshot >= self.snapshot_every
         if due:
             self._since_snapshot = 0
         return LearnOutput(
-            offset=offset, skipped=False, predictions=predictions, promotion=promotion, snapshot_due=due
+            offset=offset, skipped=False, predictions=predictions, promotion=promotion, snapshot_due=due,
+            alerts=alerts, actions=actions, group_changed=changed,
         )
 
     def capture(self, metrics: dict[str, dict[str, float]] | None = None) -> Capture:

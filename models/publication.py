@@ -11,8 +11,9 @@ one and
 * ``every_s`` seconds have passed since the last record.
 
 Big models are not republished faster than they can be loaded: after each publication the minimum interval
-becomes ``cost_factor`` times what publishing it cost the learner (pickling and writing the champion, about
-what unpickling it costs a worker), so publication takes at most ~1/cost_factor of the learner's time and a
+becomes ``cost_factor`` times what publishing it cost the learner (the CPU time of pickling, signing and
+writing the champion, about what unpickling it costs a worker; CPU, not wall time, so that a busy machine or a
+slow Redis does not hold back a small model), so publication takes at most ~1/cost_factor of the learner's time and a
 worker spends at most about as much loading. Snapshots are never held back.
 
 >>> s = PublicationSchedule(every_s=0.25, snapshot_every=500)

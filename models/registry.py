@@ -42,13 +42,15 @@ import hashlib
 import hmac
 import pickle
 import threading
-import time
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field, fields, replace
 from enum import Enum
 from typing import Any, Protocol
 
 import orjson
+
+from models.clock import Clock, system_clock
+from models.errors import FreshetError
 
 __all__ = [
     "InMemoryRegistryStore",
@@ -65,7 +67,7 @@ __all__ = [
 _SIGNATURE_SCHEME = b"freshet-snapshot-v1\n"
 
 
-class SnapshotError(RuntimeError):
+class SnapshotError(FreshetError, RuntimeError):
     """A snapshot cannot be used: unsigned, tampered, signed with another key, or not there."""
 
 
@@ -374,7 +376,7 @@ class Registry:
     """
 
     def __init__(
-        self, store: RegistryStore, signing_key: bytes | str, clock: Callable[[], float] = time.time
+        self, store: RegistryStore, signing_key: bytes | str, clock: Clock = system_clock
     ) -> None:
         self.store = store
         self._key = _key_bytes(signing_key)

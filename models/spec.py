@@ -60,6 +60,8 @@ from typing import Any
 
 from river import base
 
+from models.errors import FreshetError
+
 __all__ = [
     "HIGHER_IS_BETTER",
     "METRICS",
@@ -88,7 +90,7 @@ DEFAULT_CHAMPION = {
 DEFAULT_METRIC = {"classification": "accuracy", "regression": "mae"}
 
 
-class ModelSpecError(ValueError):
+class ModelSpecError(FreshetError, ValueError):
     """The ``[[models]]`` section or a factory is wrong; the message names which and what to do."""
 
 

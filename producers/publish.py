@@ -18,6 +18,7 @@ import orjson
 from kafka import KafkaProducer
 from kafka.errors import KafkaError
 
+from streams.errors import FreshetError
 from streams.settings import Settings
 
 BAD_EVENTS = (
@@ -28,7 +29,7 @@ BAD_EVENTS = (
 )
 
 
-class PublishError(RuntimeError):
+class PublishError(FreshetError, RuntimeError):
     """The broker could not be reached or refused the messages."""
 
 

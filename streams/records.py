@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import base64
 import hashlib
-import time
 from dataclasses import asdict, dataclass
 from typing import Any, Protocol
 
@@ -146,9 +145,10 @@ class SourceRecord(Protocol):
     def value(self) -> bytes | None: ...
 
 
-def dead_letter_of(record: SourceRecord, reason: str, detail: str) -> tuple[bytes | None, bytes]:
+def dead_letter_of(record: SourceRecord, reason: str, detail: str, now_s: float) -> tuple[bytes | None, bytes]:
     """:func:`dead_letter` for a consumed record: its coordinates, key and value travel along."""
     return dead_letter(
+        now_s=now_s,
         topic=record.topic,
         partition=record.partition,
         offset=record.offset,
@@ -172,19 +172,22 @@ def dead_letter(
     value: bytes | None,
     reason: str,
     detail: str,
+    now_s: float,
 ) -> tuple[bytes | None, bytes]:
     """(key, value) of the ``dead-letter`` message for an input message that could not be processed.
+
+    ``now_s`` (the caller's clock) is when it was dead-lettered.
 
     The original bytes travel as text when they are UTF-8, else as base64, so nothing is lost; beyond
     ``DEAD_LETTER_VALUE_BYTES`` only a prefix travels, with the size and hash of the whole.
 
     >>> key, value = dead_letter(topic="events", partition=0, offset=7, key=b"u1", value=b"\\xff",
-    ...                          reason="undecodable", detail="not UTF-8 JSON")
+    ...                          reason="undecodable", detail="not UTF-8 JSON", now_s=1.0)
     >>> record = decode(value)
     >>> record["reason"], record["value_encoding"], base64.b64decode(record["value"])
     ('undecodable', 'base64', b'\\xff')
     >>> key, value = dead_letter(topic="events", partition=0, offset=8, key=b"k" * 10**6, value=b"x" * 10**6,
-    ...                          reason="too_large", detail="big")
+    ...                          reason="too_large", detail="big", now_s=1.0)
     >>> record = decode(value)
     >>> len(value) < 10_000, len(record["value"]), record["value_bytes"], record["value_truncated"], len(key)
     (True, 4096, 1000000, True, 512)
@@ -205,7 +208,7 @@ def dead_letter(
         value=text,
         value_encoding=encoding,
         key=short_key.decode("utf-8", "replace") if short_key is not None else None,
-        ts=time.time(),
+        ts=now_s,
         value_bytes=len(raw),
         value_sha256=hashlib.sha256(raw).hexdigest(),
         value_truncated=len(raw) > len(head),

@@ -18,6 +18,8 @@ from dataclasses import dataclass, fields, replace
 from pathlib import Path
 from typing import Any
 
+from streams.errors import FreshetError
+
 # The spec used when FRESHET_SPEC_PATH is not set: the demo pipeline shipped in the repository.
 DEFAULT_SPEC_PATH = Path(__file__).resolve().parent.parent / "pipelines" / "demo.toml"
 
@@ -37,7 +39,7 @@ DEV_SIGNING_KEY = "freshet-dev-key-change-me"
 LOOPBACK_HOSTS = ("localhost", "::1")
 
 
-class SettingsError(ValueError):
+class SettingsError(FreshetError, ValueError):
     """A setting has a value freshet cannot use; the message says which and what to do."""
 
 

@@ -1,7 +1,10 @@
 """The pipeline spec: one TOML file that declares the events, the features, the models and drift checks.
 
-The stream and the batch engine both execute this declaration (DESIGN.md decision 5). Each section is
-parsed by the module that owns it; this module only reads the file and holds the parts together.
+The stream and the batch engine both execute this declaration (DESIGN.md decision 5). The spec is parsed
+**once**, here, into typed sections (each by the module that owns its rules): the worker, the learner,
+backfill and warm start all read :attr:`PipelineSpec.features`, :attr:`~PipelineSpec.models` and
+:attr:`~PipelineSpec.drift` instead of parsing ``raw`` again, so they cannot disagree. When ``[event.fields]``
+is declared, a feature on a field that is not declared there is a :class:`SpecError` for all of them.
 
 Shape of the file (every section but ``[event]`` is optional)::
 
@@ -17,6 +20,8 @@ Shape of the file (every section but ``[event]`` is optional)::
 
     [label]
     kind = "classification"        # or "regression"
+    missing_time = "dead-letter"   # a label without "ts": "dead-letter" (reason missing_time) or "arrival"
+                                   # (its Kafka append time is its event time)
 
     [[features]] ...               # streams.features.definitions.parse_features
     [[models]] ...                 # models.spec.parse_models
@@ -31,6 +36,20 @@ Shape of the file (every section but ``[event]`` is optional)::
 {'amount': 'float'}
 >>> spec.event.time
 'ts'
+>>> [slot.slot for slot in spec.models], spec.features
+(['default'], ())
+>>> PipelineSpec.from_toml('''
+... [event.fields]
+... amount = "float"
+... [[features]]
+... name = "n"
+... agg = "sum"
+... field = "amt"
+... window = { kind = "sliding", size_s = 10 }
+... ''')
+Traceback (most recent call last):
+...
+streams.errors.SpecError: [[features]] #1 'n': field 'amt' is not in [event.fields] (amount)
 """
 
 from __future__ import annotations
@@ -40,11 +59,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from models.drift.config import DriftConfig
+from models.spec import ModelSlotDef, parse_models
+from streams.errors import SpecError
+from streams.features.definitions import FeatureDef, parse_features
+
 FIELD_TYPES = ("float", "int", "str", "bool")
-
-
-class SpecError(ValueError):
-    """The pipeline spec is malformed; the message names the key and what is expected."""
+LABEL_MISSING_TIME = ("dead-letter", "arrival")
 
 
 @dataclass(frozen=True)
@@ -113,12 +134,19 @@ class LabelSchema:
 
     kind: str = "classification"
     classes: tuple[bool | int | str, ...] | None = None
+    # A label without "ts": "dead-letter" (reason missing_time) or "arrival" (its append time is its time).
+    missing_time: str = "dead-letter"
 
     @classmethod
     def from_dict(cls, raw: dict[str, Any]) -> LabelSchema:
-        unknown = set(raw) - {"kind", "classes"}
+        unknown = set(raw) - {"kind", "classes", "missing_time"}
         if unknown:
-            raise SpecError(f"[label] has unknown keys {sorted(unknown)}; allowed: ['classes', 'kind']")
+            raise SpecError(
+                f"[label] has unknown keys {sorted(unknown)}; allowed: ['classes', 'kind', 'missing_time']"
+            )
+        missing_time = raw.get("missing_time", "dead-letter")
+        if missing_time not in LABEL_MISSING_TIME:
+            raise SpecError(f"[label] missing_time = {missing_time!r}: use one of {LABEL_MISSING_TIME}")
         kind = raw.get("kind", "classification")
         if kind not in ("classification", "regression"):
             raise SpecError(f"[label] kind = {kind!r}: use 'classification' or 'regression'")
@@ -129,15 +157,18 @@ class LabelSchema:
             if not all(isinstance(c, bool | int | str) for c in classes):
                 raise SpecError(f"[label] classes = {classes!r}: each class is a bool, an integer or a string")
             classes = tuple(classes)
-        return cls(kind=kind, classes=classes)
+        return cls(kind=kind, classes=classes, missing_time=missing_time)
 
 
 @dataclass(frozen=True)
 class PipelineSpec:
-    """The parsed spec. ``raw`` keeps the whole TOML document for the sections parsed elsewhere."""
+    """The parsed spec, every section typed; ``raw`` keeps the TOML document (for tools that show it)."""
 
     event: EventSchema
     label: LabelSchema
+    features: tuple[FeatureDef, ...]
+    models: tuple[ModelSlotDef, ...]
+    drift: DriftConfig
     raw: dict[str, Any]
 
     @classmethod
@@ -150,9 +181,15 @@ class PipelineSpec:
 
     @classmethod
     def from_dict(cls, raw: dict[str, Any]) -> PipelineSpec:
+        event = EventSchema.from_dict(raw.get("event", {}))
+        label = LabelSchema.from_dict(raw.get("label", {}))
         return cls(
-            event=EventSchema.from_dict(raw.get("event", {})),
-            label=LabelSchema.from_dict(raw.get("label", {})),
+            event=event,
+            label=label,
+            # One rule for every consumer of the spec: fields are checked against [event.fields] when declared.
+            features=tuple(parse_features(raw.get("features", []), event_fields=event.fields or None)),
+            models=tuple(parse_models(raw.get("models", []), label.kind)),
+            drift=DriftConfig.from_dict(raw.get("drift")),
             raw=raw,
         )
 

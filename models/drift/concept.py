@@ -69,7 +69,6 @@ from __future__ import annotations
 
 import inspect
 import math
-import time
 from collections import deque
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -78,6 +77,7 @@ from typing import Any
 from river import drift
 from river.drift import binary
 
+from models.clock import Clock, system_clock
 from models.drift.alerts import DriftAlert
 
 
@@ -191,7 +191,7 @@ class ConceptDriftMonitor:
         stat_window: int = 100,
         alert_on: str = "increase",
         emit_warnings: bool = True,
-        clock: Callable[[], float] = time.time,
+        clock: Clock = system_clock,
     ) -> None:
         if alert_on not in ("increase", "any"):
             raise ValueError(f"alert_on={alert_on!r}: use 'increase' or 'any'")

@@ -71,18 +71,19 @@ models.drift.config.DriftConfigError: [drift.concept] has unknown keys ['detekto
 
 from __future__ import annotations
 
-import time
 import tomllib
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any
 
+from models.clock import Clock, system_clock
 from models.drift.concept import ConceptDriftMonitor, build_detector, detector_name
 from models.drift.distribution import FeatureDriftMonitors, WindowDriftMonitor
 from models.drift.policy import DriftPolicy
+from models.errors import FreshetError
 
 
-class DriftConfigError(ValueError):
+class DriftConfigError(FreshetError, ValueError):
     """The ``[drift]`` section is malformed; the message names the key and what is expected."""
 
 
@@ -113,7 +114,7 @@ class ConceptConfig:
     alert_on: str = "increase"
     policy: DriftPolicy = field(default_factory=DriftPolicy)
 
-    def monitor(self, subject: str, clock: Callable[[], float] = time.time) -> ConceptDriftMonitor:
+    def monitor(self, subject: str, clock: Clock = system_clock) -> ConceptDriftMonitor:
         return ConceptDriftMonitor(
             self.detector, self.params, subject=subject, seed=self.seed, min_spacing=self.min_spacing,
             alert_on=self.alert_on, emit_warnings=self.warnings, clock=clock,
@@ -201,13 +202,13 @@ class DriftConfig:
         return self.concept_for(model).policy
 
     def concept_monitor(
-        self, model: str, clock: Callable[[], float] = time.time
+        self, model: str, clock: Clock = system_clock
     ) -> ConceptDriftMonitor | None:
         """A monitor for ``model`` (alerts name ``model`` without its version), or ``None`` if disabled."""
         cfg = self.concept_for(model)
         return cfg.monitor(model.split("@", 1)[0], clock) if cfg.enabled else None
 
-    def feature_monitors(self, clock: Callable[[], float] = time.time) -> FeatureDriftMonitors | None:
+    def feature_monitors(self, clock: Clock = system_clock) -> FeatureDriftMonitors | None:
         f = self.features
         if not f.enabled:
             return None
@@ -216,13 +217,13 @@ class DriftConfig:
         )
 
     def prediction_monitor(
-        self, model: str, clock: Callable[[], float] = time.time
+        self, model: str, clock: Clock = system_clock
     ) -> WindowDriftMonitor | None:
         """Prediction drift on ``model``'s served scores (subject: the model name without version)."""
         return _window_monitor(self.prediction, model.split("@", 1)[0], "prediction", clock)
 
     def label_monitor(
-        self, subject: str = "labels", clock: Callable[[], float] = time.time
+        self, subject: str = "labels", clock: Clock = system_clock
     ) -> WindowDriftMonitor | None:
         """Label shift on the labels (one monitor; ``subject`` names it in alerts)."""
         return _window_monitor(self.label, subject, "label", clock)

@@ -24,13 +24,13 @@ from __future__ import annotations
 
 import bisect
 import math
-import time
 from collections import deque
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 import numpy as np
 
+from models.clock import Clock, system_clock
 from models.drift.alerts import KINDS, DriftAlert
 
 DEFAULT_EPS = 1e-4
@@ -186,7 +186,7 @@ class WindowDriftMonitor:
         window: str = "sliding",
         rebase: str = "refill",
         eps: float = DEFAULT_EPS,
-        clock: Callable[[], float] = time.time,
+        clock: Clock = system_clock,
     ) -> None:
         if kind not in KINDS or kind == "concept":
             raise ValueError(f"window drift kind {kind!r}: use feature, prediction or label")
@@ -323,7 +323,7 @@ class FeatureDriftMonitors:
         exclude: Iterable[str] = (),
         overrides: Mapping[str, Mapping[str, Any]] | None = None,
         kind: str = "feature",
-        clock: Callable[[], float] = time.time,
+        clock: Clock = system_clock,
     ) -> None:
         self.settings = dict(settings or {})
         self.features = None if features is None else set(features)

@@ -25,7 +25,7 @@ import math
 from dataclasses import dataclass, field
 from typing import Any
 
-from models.champion import ModelGroup
+from models.champion import ModelGroup, PromotionEvent
 from models.drift.alerts import DriftAlert
 from models.drift.concept import ConceptDriftMonitor
 from models.drift.config import DriftConfig
@@ -37,6 +37,7 @@ from models.drift.policy import Action, ExampleBuffer, decide, retrain
 class SupervisorOutput:
     alerts: list[DriftAlert] = field(default_factory=list)
     actions: list[Action] = field(default_factory=list)
+    promotion: PromotionEvent | None = None  # a "promote" action's promotion (reason "drift")
 
     @property
     def changed_group(self) -> bool:
@@ -94,8 +95,9 @@ class SlotDriftSupervisor:
                 continue
             out.alerts.append(alert)
             if alert.level == "drift" and name == self.group.champion:
-                action = self._react(alert, name)
+                action, promotion = self._react(alert, name)
                 out.actions.append(action)
+                out.promotion = promotion or out.promotion
         if self.label_monitor is not None:
             value = float(y) if isinstance(y, bool | int | float) else str(y)
             alert = self.label_monitor.update(value, event_ts, offset)
@@ -103,7 +105,7 @@ class SlotDriftSupervisor:
                 out.alerts.append(alert)
         return out
 
-    def _react(self, alert: DriftAlert, name: str) -> Action:
+    def _react(self, alert: DriftAlert, name: str) -> tuple[Action, PromotionEvent | None]:
         group = self.group
         policy = self.config.policy_for(self._model(name))
         metrics = group.metrics()
@@ -117,8 +119,9 @@ class SlotDriftSupervisor:
             challenger_examples={n: int(metrics[n].get("n", 0)) for n in group.challengers},
             buffered=len(self.buffer),
         )
+        promotion = None
         if action.kind == "promote" and action.target is not None:
-            group.promote(action.target, reason="drift")
+            promotion = group.promote(action.target, reason="drift")
             for monitored in (name, action.target):
                 monitor = self.monitors.get(monitored)
                 if monitor is not None:
@@ -129,4 +132,4 @@ class SlotDriftSupervisor:
             monitor = self.monitors.get(name)
             if monitor is not None:
                 monitor.reset()
-        return action
+        return action, promotion

@@ -42,6 +42,7 @@ from dataclasses import dataclass, field
 
 import orjson
 
+from models.clock import Clock, system_clock
 from models.evaluation import OnlineScorer
 from streams.core.join import Entry, JoinOutcome, LabelJoin
 from streams.core.partitions import partition_for
@@ -143,8 +144,11 @@ class JoinStep:
         predictions_topic: str,
         rolling_window: int = 1000,
         label_schema: LabelSchema | None = None,
+        clock: Clock = system_clock,
     ) -> None:
+        """``clock``: the wall clock, for when a record was dead-lettered (event times come from the data)."""
         self.label_schema = label_schema
+        self.clock = clock
         self.entries = BatchEntries(store)
         self.join = LabelJoin(ttl_s, entries=self.entries)
         self.entries.take_writes()  # reading the recovered entries is not a change
@@ -192,7 +196,7 @@ class JoinStep:
                 outcomes = self.join.on_prediction(pred)
             else:
                 # bytes → LabelRecord | Invalid → joined with its logged prediction(s), or waits
-                label = validate_label(rec.value, self.label_schema)
+                label = validate_label(rec.value, self.label_schema, arrival_s=rec.timestamp_s)
                 if isinstance(label, Invalid):
                     self._dead_letter(rec, label, out)
                     continue
@@ -218,9 +222,8 @@ class JoinStep:
                     scorer.update(example.label, example.served_prediction, example.served_probabilities or None)
                     scored.add(example.slot)
 
-    @staticmethod
-    def _dead_letter(rec: InRecord, why: Invalid, out: JoinOutput) -> None:
-        out.dead_letters.append(dead_letter_message(rec, why.reason, why.detail))
+    def _dead_letter(self, rec: InRecord, why: Invalid, out: JoinOutput) -> None:
+        out.dead_letters.append(dead_letter_message(rec, why.reason, why.detail, self.clock()))
         out.dead_letter_reasons[(rec.topic, why.reason)] += 1
 
 

@@ -92,9 +92,27 @@ class Predictor:
         return examples, max(0.0, now_s - known[1])
 
     def predict(self, slot: str, x: dict[str, float]) -> tuple[Any, dict[str, float], str]:
-        """(prediction, probabilities keyed by class as text, "name@version")."""
+        """(prediction, probabilities keyed by class as text, "name@version").
+
+        A model that has learned nothing gives no prediction (``None``): a classifier has no probabilities
+        yet (River's rule), and a regressor would answer 0.0 whatever the input, the worst answer there is
+        (TrumpApproval's approval ratings are ~40), so it is held back the same way until the first trained
+        version is swapped in (the learner publishes it after its first example).
+
+        >>> from models.spec import parse_models
+        >>> p = Predictor(parse_models([], "regression"))
+        >>> p.predict("default", {"x": 1.0})[0] is None
+        True
+        >>> model = p.models["default"].model
+        >>> model.learn_one({"x": 1.0}, 40.0)
+        >>> p.swap("default", model, "linear@1", examples_learned=1)
+        >>> p.predict("default", {"x": 1.0})[0] > 0
+        True
+        """
         served = self.models[slot]
         if served.kind == "regression":
+            if served.examples_learned == 0:  # an untrained regressor says 0.0 for everything: not an answer
+                return None, {}, served.label
             return served.model.predict_one(x), {}, served.label
         proba = served.model.predict_proba_one(x)
         if not proba:

@@ -46,12 +46,12 @@ or below that offset was applied before a crash and its prediction was sent then
 
 from __future__ import annotations
 
-import time
 from collections import Counter
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from models.clock import Clock, system_clock
 from models.drift.alerts import DriftAlert
 from models.drift.distribution import FeatureDriftMonitors, WindowDriftMonitor
 from streams.core.inputs import model_input
@@ -146,7 +146,7 @@ class ServeStep:
         *,
         feature_drift: FeatureDriftMonitors | None = None,
         prediction_drift: Mapping[str, WindowDriftMonitor | None] | None = None,
-        clock: Callable[[], float] = time.time,
+        clock: Clock = system_clock,
         sweep_every: int = 100,
         sweep_budget: int = 200,
     ) -> None:
@@ -217,27 +217,16 @@ class ServeStep:
         attrs = (attributes or {}).get(checked.entity) if self.engine.attribute_fields else None
         result = self.engine.update(slot[2], checked.ts, checked.fields, attrs)
         slot[1] = rec.offset
-        if result.late:
-            # Behind the watermark beyond grace: not applied to the late windows, no prediction; the
-            # features' late_policy says whether it is dropped or dead-lettered.
-            action = result.action or "drop"
-            counts.late[action] += 1
-            if action == "dead-letter":
-                self._dead_letter(
-                    rec,
-                    "late",
-                    f"event time {checked.ts:.3f} is behind the watermark beyond grace "
-                    f"for {', '.join(result.late_features)}",
-                    out,
-                )
-            return
         values = result.values
-        counts.featurized += 1
         # (entity, {feature: value}) → model input (fields + features)
         x = model_input(checked.fields, values)
-        if self.feature_drift is not None:
-            self._alerts(self.feature_drift.update_one(x, checked.ts, rec.offset), out)
-        out.store_rows.append((checked.entity, values, checked.ts, rec.timestamp_s))
+        if result.late and not self._late(rec, checked.ts, result.late_action, result.late_features, out):
+            return
+        counts.featurized += 1
+        if not result.late:  # a late event is behind its entity's latest vector and drift windows
+            if self.feature_drift is not None:
+                self._alerts(self.feature_drift.update_one(x, checked.ts, rec.offset), out)
+            out.store_rows.append((checked.entity, values, checked.ts, rec.timestamp_s))
         id_key = checked.id.encode()
         for slot_name in self.slots:
             y, proba, served = self.predictor.predict(slot_name, x)
@@ -268,6 +257,22 @@ class ServeStep:
                 if alert is not None:
                     self._alerts([alert], out)
         counts.predicted_events += 1
+
+    def _late(
+        self, rec: InRecord, ts: float, action: str | None, late_features: tuple[str, ...], out: ServeOutput
+    ) -> bool:
+        """An event behind its entity's watermark beyond grace (not applied to the late features, whose value
+        is None or their default): whether it is still predicted. The late features' ``late_policy``
+        decides: ``"drop"`` drops the event (no prediction); ``"dead-letter"`` predicts it with those
+        features missing and copies it to ``dead-letter`` (reason ``late``), so nothing is lost silently.
+        """
+        action = action or "drop"
+        out.counts.late[action] += 1
+        if action == "drop":
+            return False
+        detail = f"event time {ts:.3f} is behind the watermark beyond grace for {', '.join(late_features)}"
+        self._dead_letter(rec, "late", detail + " (predicted without them)", out)
+        return True
 
     def _load(self, key: bytes, partition: int, counts: ServeCounts) -> list[Any]:
         stored = self.stored.get(key)
@@ -308,7 +313,7 @@ class ServeStep:
                 out.counts.expired_states += 1
 
     def _dead_letter(self, rec: InRecord, reason: str, detail: str, out: ServeOutput) -> None:
-        out.dead_letters.append(dead_letter_message(rec, reason, detail))
+        out.dead_letters.append(dead_letter_message(rec, reason, detail, self.clock()))
         out.counts.dead_letters[(rec.topic, reason)] += 1
 
     @staticmethod
@@ -316,9 +321,9 @@ class ServeStep:
         out.alerts.extend(a.to_dict() for a in alerts)
 
 
-def dead_letter_message(rec: InRecord, reason: str, detail: str) -> OutMessage:
+def dead_letter_message(rec: InRecord, reason: str, detail: str, now_s: float) -> OutMessage:
     """The ``dead-letter`` message for an input record that cannot be processed (bounded, with coordinates)."""
-    key, value = dead_letter_of(rec, reason, detail)
+    key, value = dead_letter_of(rec, reason, detail, now_s)
     return OutMessage("dead-letter", key, value)
 
 

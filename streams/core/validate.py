@@ -23,7 +23,6 @@ Missing *feature* fields are allowed (the feature engine skips them); the id, en
 from __future__ import annotations
 
 import math
-import time
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -194,8 +193,14 @@ def validate_event(data: bytes | None, schema: EventSchema, now_s: float) -> Eve
     return Event(id=ids[0], entity=ids[1], ts=ts, fields=fields)
 
 
-def validate_label(data: bytes | None, schema: LabelSchema | None = None) -> LabelRecord | Invalid:
+def validate_label(
+    data: bytes | None, schema: LabelSchema | None = None, *, arrival_s: float | None = None
+) -> LabelRecord | Invalid:
     """A user's label message ``{"id", "label", "ts"}`` checked, or why not.
+
+    The label's event time is its ``ts``. Without one it is dead-lettered (``missing_time``) unless the
+    spec says ``[label] missing_time = "arrival"``: then ``arrival_s`` (the record's Kafka append time) is
+    its time. Never the wall clock: a replay of old labels would expire every one of them.
 
     With a ``schema`` the label must fit the slot's kind (a number for regression; a bool, an integer or
     a string for classification, one of ``classes`` when the spec lists them): else ``bad_label``.
@@ -204,6 +209,10 @@ def validate_label(data: bytes | None, schema: LabelSchema | None = None) -> Lab
     LabelRecord(id='e1', label=True, ts=12.5)
     >>> validate_label(b'{"id": "e1", "ts": 12.5}').reason
     'missing_field'
+    >>> validate_label(b'{"id": "e1", "label": 1}', arrival_s=99.0).reason
+    'missing_time'
+    >>> validate_label(b'{"id": "e1", "label": 1}', LabelSchema(missing_time="arrival"), arrival_s=99.0).ts
+    99.0
     >>> validate_label(b'{"id": "e1", "label": "maybe", "ts": 1}', LabelSchema(classes=(True, False))).reason
     'bad_label'
     """
@@ -222,8 +231,13 @@ def validate_label(data: bytes | None, schema: LabelSchema | None = None) -> Lab
         bad = _bad_label(value, schema)
         if bad:
             return Invalid("bad_label", bad)
+    raw_ts = raw.get("ts")
+    if raw_ts is None:
+        if schema is None or schema.missing_time != "arrival" or arrival_s is None:
+            return Invalid("missing_time", "label has no event time in 'ts' (or set [label] missing_time)")
+        raw_ts = arrival_s
     try:
-        ts = parse_timestamp(raw.get("ts", time.time()))
+        ts = parse_timestamp(raw_ts)
     except ValueError as exc:
         return Invalid("bad_timestamp", str(exc))
     return LabelRecord(id=str(event_id), label=value, ts=ts)

@@ -73,7 +73,7 @@ from streams.features.aggregations import (
     normalize_value,
     value_hash,
 )
-from streams.features.definitions import FeatureDef, check_ratio_inputs, parse_features
+from streams.features.definitions import FeatureDef, check_ratio_inputs
 from streams.features.engine import FeatureEngine, FeatureState
 from streams.features.windows import MAX_EVENT_TIME_S, US_PER_S, Window
 
@@ -215,7 +215,7 @@ def backfill(
 
     if not isinstance(spec, PipelineSpec):
         spec = PipelineSpec.load(spec)
-    defs = parse_features(spec.raw.get("features", []), event_fields=spec.event.fields or None)
+    defs = list(spec.features)
     events = read_table(input_path)
     attributes = None
     if attributes_path is not None:

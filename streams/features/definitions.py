@@ -82,10 +82,10 @@ field and for ``time_since_last``). A bad event *time* is an error (``FeatureInp
 [('x1_mean_60s', 'mean', 5.0), ('events_60s', 'count', 5.0), ('x1_per_event_60s', 'ratio', 5.0)]
 >>> defs[0].window.describe()
 'sliding 60s at 6s resolution'
->>> parse_features([{"name": "m", "agg": "mean", "field": "x1"}])
+>>> parse_features([{"name": "m", "agg": "mean", "field": "x1"}])  # doctest: +ELLIPSIS
 Traceback (most recent call last):
 ...
-streams.spec.SpecError: [[features]] #1 'm': agg 'mean' needs a window, e.g. window = { kind = "sliding", size_s = 60 }
+streams.errors.SpecError: [[features]] #1 'm': agg 'mean' needs a window, e.g. window = { kind = "sliding", ...
 """
 
 from __future__ import annotations
@@ -97,9 +97,9 @@ from dataclasses import dataclass
 from dataclasses import field as dc_field
 from typing import Any
 
+from streams.errors import SpecError
 from streams.features.aggregations import DEFAULT_REGISTRY, Aggregation, AggregationRegistry
 from streams.features.windows import US_PER_S, WINDOW_KINDS, Window, WindowError
-from streams.spec import SpecError
 
 LATE_POLICIES = ("dead-letter", "drop")
 FEATURE_KEYS = (

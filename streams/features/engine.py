@@ -71,20 +71,21 @@ from typing import Any, NamedTuple
 
 import orjson
 
+from streams.errors import FreshetError
 from streams.features.aggregations import MAX_ABS, Aggregation, Kernel, attribute_value, normalize_value
 from streams.features.definitions import FeatureDef, check_ratio_inputs
 from streams.features.windows import MAX_EVENT_TIME_S, MAX_EVENT_TIME_US, US_PER_S, Window, to_us
 
 # The per-entity state: [layout fingerprint, watermark_us, pending events per grace..., tiles per window...].
 FeatureState = list[Any]
-_STATE_VERSION = 1
+_STATE_VERSION = 2  # 2: moments hold [n, sum, m2] (a stored state of version 1 is reset, counted)
 
 
-class FeatureInputError(ValueError):
+class FeatureInputError(FreshetError, ValueError):
     """The event cannot be used (e.g. its time is not a finite number); the state is unchanged."""
 
 
-class StateLayoutError(ValueError):
+class StateLayoutError(FreshetError, ValueError):
     """Stored state was written by a different feature spec (or is not feature state at all)."""
 
 

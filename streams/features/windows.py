@@ -49,6 +49,8 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
+from streams.errors import FreshetError
+
 US_PER_S = 1_000_000
 WINDOW_KINDS = ("tumbling", "hopping", "sliding")
 # Sliding windows without an explicit resolution are cut in this many tiles (or the nearest count
@@ -57,7 +59,7 @@ DEFAULT_SLIDING_TILES = 10
 _FALLBACK_TILES = (10, 12, 8, 6, 5, 4, 3, 2, 1)
 
 
-class WindowError(ValueError):
+class WindowError(FreshetError, ValueError):
     """A window's parameters cannot be used; the message says what to change."""
 
 

@@ -27,6 +27,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from streams.errors import FreshetError
 from streams.ops import services as svc
 
 # What the brief for headless Chromium as root asks for: no sandbox (root), no GPU, nothing phoning home.
@@ -54,7 +55,7 @@ _INSPECT = """JSON.stringify({
 })"""
 
 
-class BrowserError(RuntimeError):
+class BrowserError(FreshetError, RuntimeError):
     """Chromium could not be started or did not answer in time."""
 
 

@@ -12,30 +12,12 @@ from typing import Any
 
 import click
 
-from streams.settings import Settings, SettingsError
+from streams.ops.cli_common import Context, FreshetGroup, pass_ctx, progress
+from streams.ops.cli_common import fail as _fail
+from streams.settings import Settings
 
 
-class Context:
-    def __init__(self, settings: Settings) -> None:
-        self.settings = settings
-
-
-pass_ctx = click.make_pass_decorator(Context)
-
-
-def _fail(message: str) -> None:
-    click.echo(f"freshet: {message}", err=True)
-    sys.exit(2)
-
-
-def progress(message: str) -> None:
-    """What a long-running command is doing, on stderr when it is a terminal (scripts keep a clean stderr,
-    where an error is one line)."""
-    if sys.stderr.isatty():
-        click.echo(message, err=True)
-
-
-@click.group()
+@click.group(cls=FreshetGroup)
 @click.version_option(package_name="freshet", prog_name="freshet")
 @click.option(
     "--spec",
@@ -47,10 +29,7 @@ def progress(message: str) -> None:
 @click.pass_context
 def main(ctx: click.Context, spec_path: Path | None) -> None:
     """freshet: streaming features, continual learning and drift detection on Kafka."""
-    try:
-        settings = Settings.from_env()
-    except SettingsError as exc:
-        _fail(str(exc))
+    settings = Settings.from_env()
     if spec_path is not None:
         settings = settings.with_(spec_path=spec_path)
     ctx.obj = Context(settings)
@@ -74,21 +53,18 @@ def services() -> None:
 @pass_ctx
 def services_up_cmd(c: Context, with_monitoring: bool) -> None:
     """Start Kafka and Redis where nothing listens yet, and create freshet's topics."""
-    from streams.ops.services import ServiceError, ensure_topics, services_up
+    from streams.ops.services import ensure_topics, services_up
 
     s = c.settings
     progress(f"starting Kafka on {s.kafka_bootstrap} and Redis on {s.redis_host}:{s.redis_port}...")
-    try:
-        started = services_up(s)
-        progress("creating topics...")
-        ensure_topics(s)
-        if with_monitoring:
-            from streams.ops.monitoring import monitoring_up
+    started = services_up(s)
+    progress("creating topics...")
+    ensure_topics(s)
+    if with_monitoring:
+        from streams.ops.monitoring import monitoring_up
 
-            progress(f"starting Prometheus on 127.0.0.1:{s.prometheus_port}...")
-            started += monitoring_up(s)
-    except ServiceError as exc:
-        _fail(str(exc))
+        progress(f"starting Prometheus on 127.0.0.1:{s.prometheus_port}...")
+        started += monitoring_up(s)
     click.echo(f"started: {', '.join(started) or 'nothing (already running)'}")
     if with_monitoring:
         click.echo(
@@ -147,23 +123,19 @@ def monitoring_check(prometheus_url: str | None, range_s: float) -> None:
     import time
 
     from streams.ops import monitoring as mon
-    from streams.ops.services import ServiceError
 
     failed = False
-    try:
-        for result in mon.check_deploy_files():
-            click.echo(f"{'ok  ' if result.ok else 'FAIL'} {result.what}")
-            if not result.ok:
-                failed = True
-                click.echo("     " + result.output.replace("\n", "\n     "))
-        if prometheus_url:
-            api = mon.PrometheusAPI(prometheus_url)
-            now = time.time()
-            for panel in mon.check_dashboard(api, mon.load_dashboard(), start=now - range_s, end=now):
-                click.echo(f"{'ok  ' if panel.ok else 'FAIL'} panel {panel.describe()}")
-                failed = failed or not panel.ok
-    except (ServiceError, mon.PrometheusError) as exc:
-        _fail(str(exc))
+    for result in mon.check_deploy_files():
+        click.echo(f"{'ok  ' if result.ok else 'FAIL'} {result.what}")
+        if not result.ok:
+            failed = True
+            click.echo("     " + result.output.replace("\n", "\n     "))
+    if prometheus_url:
+        api = mon.PrometheusAPI(prometheus_url)
+        now = time.time()
+        for panel in mon.check_dashboard(api, mon.load_dashboard(), start=now - range_s, end=now):
+            click.echo(f"{'ok  ' if panel.ok else 'FAIL'} panel {panel.describe()}")
+            failed = failed or not panel.ok
     if failed:
         sys.exit(1)
 
@@ -172,14 +144,11 @@ def monitoring_check(prometheus_url: str | None, range_s: float) -> None:
 
 
 def _prepare(settings: Settings) -> None:
-    from streams.ops.services import ServiceError, ensure_topics, require_services
+    from streams.ops.services import ensure_topics, require_services
 
-    try:
-        settings.check_signing_key()
-        require_services(settings)
-        ensure_topics(settings)
-    except (ServiceError, SettingsError) as exc:
-        _fail(str(exc))
+    settings.check_signing_key()
+    require_services(settings)
+    ensure_topics(settings)
 
 
 @main.command()
@@ -253,7 +222,7 @@ def produce(
     """Publish a seeded synthetic stream to `events` (and labels to `labels`) with kafka-python."""
     import time
 
-    from producers.publish import PublishError, publish
+    from producers.publish import publish
     from producers.synthetic import SyntheticStream
 
     _prepare(c.settings)
@@ -267,19 +236,16 @@ def produce(
         step_s=step_s,
         drift_at=drifts,
     )
-    try:
-        stats = publish(
-            c.settings,
-            stream,
-            rate_per_s=rate,
-            label_delay_s=label_delay_s,
-            send_labels=not no_labels,
-            bad_every=bad_every,
-            total=stream.n_events,
-            progress=sys.stderr.isatty(),
-        )
-    except PublishError as exc:
-        _fail(str(exc))
+    stats = publish(
+        c.settings,
+        stream,
+        rate_per_s=rate,
+        label_delay_s=label_delay_s,
+        send_labels=not no_labels,
+        bad_every=bad_every,
+        total=stream.n_events,
+        progress=sys.stderr.isatty(),
+    )
     click.echo(
         f"published {stats.events} events, {stats.labels} labels, {stats.bad} malformed "
         f"in {stats.elapsed_s:.1f} s ({stats.events_per_s:.0f} events/s)"
@@ -458,13 +424,9 @@ def _announce(settings: Settings, slot: str, meta: Any, action: str) -> None:
 @pass_ctx
 def models_promote(c: Context, slot: str, version: int) -> None:
     """Serve VERSION of SLOT (predictors hot-swap; the learner continues from it)."""
-    from models.registry import SnapshotError
     from streams.runtime.connections import open_registry
 
-    try:
-        meta = open_registry(c.settings).set_current(slot, version)
-    except SnapshotError as exc:
-        _fail(str(exc))
+    meta = open_registry(c.settings).set_current(slot, version)
     _announce(c.settings, slot, meta, "promote")
     click.echo(f"{slot} now serves {meta.ref}")
 
@@ -474,13 +436,9 @@ def models_promote(c: Context, slot: str, version: int) -> None:
 @pass_ctx
 def models_rollback(c: Context, slot: str) -> None:
     """Serve the current version's parent again (predictors hot-swap; the learner continues from it)."""
-    from models.registry import SnapshotError
     from streams.runtime.connections import open_registry
 
-    try:
-        meta = open_registry(c.settings).rollback(slot)
-    except SnapshotError as exc:
-        _fail(str(exc))
+    meta = open_registry(c.settings).rollback(slot)
     _announce(c.settings, slot, meta, "rollback")
     click.echo(f"{slot} rolled back to {meta.ref}")
 

@@ -85,6 +85,7 @@ def serve(
     index = {event[id_field]: i for i, (event, _) in enumerate(items)}
     seen: dict[int, dict[str, Any]] = {}
     labelled = sent = 0
+    labels_sent = False
     reader = TopicReader(s, "predictions")
     producer = make_producer(s, linger_ms=0)
     try:
@@ -94,12 +95,17 @@ def serve(
             if time.monotonic() > deadline:
                 raise TimeoutError(f"{len(seen)} of {len(items)} predictions seen, {labelled} labels sent")
             now = time.monotonic()
+            due = sent
             while sent < len(items) and now >= start + sent / rate:
                 event = items[sent][0]
                 producer.send(s.topic("events"), key=str(event[entity_field]).encode(), value=orjson.dumps(event))
                 sent += 1
-            producer.flush()
-            for _, value, _ in reader.poll(0.002):
+            if sent > due:
+                producer.flush()
+            # Block until predictions come or the next event is due (a busy loop would take a core from the
+            # worker and the learner on a small machine, and make the labels later, not sooner).
+            wait_s = 0.05 if sent >= len(items) else start + sent / rate - time.monotonic()
+            for _, value, _ in reader.poll(min(max(wait_s, 0.0005), 0.05)):
                 if isinstance(value, dict) and value.get("id") in index:
                     seen.setdefault(index[value["id"]], value)
             while labelled < len(items) and (
@@ -109,7 +115,10 @@ def serve(
                 record = {"id": event[id_field], "label": label, "ts": event[time_field]}
                 producer.send(s.topic("labels"), key=str(event[id_field]).encode(), value=orjson.dumps(record))
                 labelled += 1
-            producer.flush()
+                labels_sent = True
+            if labels_sent:
+                producer.flush()
+                labels_sent = False
     finally:
         producer.close(timeout=10)
         reader.close()
@@ -146,14 +155,12 @@ def run_variant(base: Settings, items: Sequence[Item], variant: Variant, rate: f
     )
     spec = PipelineSpec.load(s.spec_file)
     _, slots = load_slots(s, spec)
-    ev = spec.raw.get("event", {})
-    fields = {
-        "id_field": ev.get("id", "id"), "entity_field": ev.get("entity", "entity"), "time_field": ev.get("time", "ts"),
-    }
     ensure_topics(s)
     logs.mkdir(parents=True, exist_ok=True)
     with running(s, logs=logs):
-        predictions = serve(s, items, rate, **fields)
+        predictions = serve(
+            s, items, rate, id_field=spec.event.id, entity_field=spec.event.entity, time_field=spec.event.time
+        )
         records = read_until(
             s, "metrics", timeout_s=60,
             done=lambda r: any(v.get("role") == "served" and v.get("n") == len(items) for _, v, _ in r),

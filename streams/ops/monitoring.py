@@ -37,6 +37,7 @@ from typing import Any
 
 import yaml
 
+from streams.errors import FreshetError
 from streams.ops import services as svc
 from streams.settings import Settings
 
@@ -52,7 +53,7 @@ _DURATION = re.compile(r"(\d+)(ms|s|m|h|d|w|y)")
 _UNIT_S = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800, "y": 31536000}
 
 
-class PrometheusError(RuntimeError):
+class PrometheusError(FreshetError, RuntimeError):
     """Prometheus answered with an error (a query that does not parse, a server that is down)."""
 
 

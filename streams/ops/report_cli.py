@@ -9,14 +9,11 @@ reads are left for the next report, so the command always ends. The drawing is
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import click
 
+from streams.ops.cli_common import Context, fail, progress
 from streams.ops.readers import read_whole_topic
-
-if TYPE_CHECKING:
-    from streams.ops.cli import Context
 
 
 @click.command("report")
@@ -58,14 +55,12 @@ def report(
     over time; print the paths."""
     from kafka.errors import KafkaError
 
-    from streams.ops.cli import _fail  # loaded by now: it is what runs this command
     from streams.ops.report import build_report
     from streams.ops.watch import kafka_unreachable
 
     settings = c.settings
     if (problem := kafka_unreachable(settings)) is not None:
-        _fail(problem)
-    from streams.ops.cli import progress
+        fail(problem)
 
     def step(what: str) -> None:  # reading big topics takes a while
         progress(f"freshet report: {what}")
@@ -81,11 +76,11 @@ def report(
             step(f"reading the newest {max_predictions} predictions per partition of {topic!r}...")
             predictions = read_whole_topic(settings, "predictions", timeout_s, last_per_partition=max_predictions)
     except KafkaError as exc:
-        _fail(f"cannot read topics from Kafka at {settings.kafka_bootstrap}: {exc}")
+        fail(f"cannot read topics from Kafka at {settings.kafka_bootstrap}: {exc}")
         return
     snapshots = [v for v in metrics.values if isinstance(v, dict) and v.get("model") is not None]
     if not snapshots:
-        _fail(
+        fail(
             f"no metric snapshots in topic {settings.topic('metrics')!r} yet: the learner publishes them "
             "as it learns labelled examples; run `freshet worker`, `freshet learn` and a producer first"
         )
@@ -117,11 +112,11 @@ def report(
         try:
             check = check_page(paths["html"], screenshot)
         except (BrowserError, ServiceError) as exc:
-            _fail(f"could not check the page in Chromium: {exc}")
+            fail(f"could not check the page in Chromium: {exc}")
             return
         click.echo(str(screenshot))
         if problems := check.problems(REPORT_PARTS):
-            _fail(f"the report page has problems in Chromium: {'; '.join(problems)}")
+            fail(f"the report page has problems in Chromium: {'; '.join(problems)}")
 
 
 # Parts of report.html a reader looks for; --screenshot fails when one is missing.

@@ -28,6 +28,7 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any, TypedDict
 
+from streams.errors import FreshetError
 from streams.settings import TOPIC_NAMES, Settings
 
 # A KRaft cluster id is 16 bytes in URL-safe base64. One fixed id is enough: every local broker is
@@ -48,7 +49,7 @@ _INSTALL_HINTS = {
 }
 
 
-class ServiceError(RuntimeError):
+class ServiceError(FreshetError, RuntimeError):
     """A local service cannot be started, stopped or reached; the message says what to do.
 
     >>> str(ServiceError("java not found on PATH: install a JDK 17"))

@@ -22,7 +22,6 @@ from models.spec import ModelSlotDef
 from models.warm_start import warm_start
 from streams.core.inputs import model_input
 from streams.core.validate import parse_timestamp
-from streams.features import parse_features
 from streams.features.batch import read_table, training_set
 from streams.spec import PipelineSpec
 
@@ -46,7 +45,7 @@ def training_frame(spec: PipelineSpec, events: pd.DataFrame, labels: pd.DataFram
     ([[0.5, 1.0, True], [2.5, 1.0, False]], ['x', 'n_10s'])
     """
     ev = spec.event
-    defs = parse_features(spec.raw.get("features", []), event_fields=spec.event.fields or None)
+    defs = list(spec.features)
     with_features = training_set(defs, events, entity=ev.entity, time=ev.time, sort_by_time=True)
     usable = with_features[~with_features["_invalid"]]
     names = [d.name for d in defs]

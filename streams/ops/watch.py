@@ -30,10 +30,11 @@ from typing import TYPE_CHECKING, Any, NamedTuple
 
 import click
 
+from streams.ops.cli_common import Context, fail
+
 if TYPE_CHECKING:
     from rich.console import Console, RenderableType
 
-    from streams.ops.cli import Context
     from streams.ops.watch_view import WatchState
     from streams.settings import Settings
 
@@ -409,10 +410,9 @@ def watch(
     """Live view: models' online metrics with sparklines, drift alerts, dead letters, throughput, latency."""
     from kafka.errors import KafkaError
 
-    from streams.ops.cli import _fail  # loaded by now: it is what runs this command
 
     if (problem := kafka_unreachable(c.settings)) is not None:
-        _fail(problem)
+        fail(problem)
     try:
         run_watch(
             c.settings,
@@ -423,4 +423,4 @@ def watch(
             once=once,
         )
     except KafkaError as exc:
-        _fail(f"cannot read topics from Kafka at {c.settings.kafka_bootstrap}: {exc}")
+        fail(f"cannot read topics from Kafka at {c.settings.kafka_bootstrap}: {exc}")

@@ -1,15 +1,13 @@
-"""The Faust worker: two agents that drive the pure batch steps, plus timers and the version follower.
+"""The Faust worker: the batch loop as an ``app.task``, plus timers and the version follower.
 
-DESIGN.md decision 8 (batch at a time). Each agent takes a batch of records with
-``stream.take_events(FRESHET_BATCH_MAX_EVENTS, within=FRESHET_BATCH_WITHIN_MS)`` and:
-
-1. turns the events into :class:`~streams.core.serve.InRecord` (``[(topic, partition, offset, key, value, ts)]``);
-2. calls the pure step (:class:`streams.core.serve.ServeStep` for ``events``, :class:`streams.core.join_batch.JoinStep`
-   for ``predictions`` + ``labels``), which returns every message and state write of the batch;
-3. sends the batch's messages through the producer and awaits them once (:class:`BatchSender`);
-4. only then writes the state, once per key per batch, to the table's memory and its changelog topic
-   (:class:`ChangelogWriter`), and awaits that too;
-5. returns to ``take_events``, which acknowledges the batch; Faust commits acknowledged offsets.
+DESIGN.md decision 8 (batch at a time). Faust is the process runtime (signals, timers, tasks); the hot
+path is :class:`streams.runtime.batch_loop.BatchLoop` with its own grouped aiokafka consumer on
+``events``, ``predictions`` and ``labels`` and the aiokafka producer (:mod:`streams.runtime.kafka_io`):
+per batch the pure steps (:class:`streams.core.serve.ServeStep`, :class:`streams.core.join_batch.JoinStep`)
+return every message and state write; the messages are sent and awaited once, then the state is written
+(:class:`streams.runtime.state.ChangelogState`, compacted changelog topics), then the offsets are done and
+committed once a second. A rebalance finishes the batch in flight and commits it before partitions go;
+the state of assigned partitions is restored from the changelogs before their records are processed.
 
 So a crash never leaves a state (or committed offset) that holds an event whose output did not go out.
 The app is built by :func:`create_app` from a :class:`Runtime`, with no module-level globals.
@@ -20,62 +18,39 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any
 
 import faust
+from faust.app.base import BootStrategy
 from prometheus_client import CollectorRegistry
 
 from models.drift.config import DriftConfig
-from models.spec import ModelSlotDef, parse_models
+from models.spec import ModelSlotDef
 from streams.core.join_batch import JoinOutput, JoinStep
 from streams.core.predictor import Predictor
-from streams.core.serve import InRecord, OutMessage, ServeOutput, ServeStep
-from streams.features import FeatureEngine, parse_features
-from streams.records import encode
+from streams.core.serve import InRecord, ServeOutput, ServeStep
+from streams.features import FeatureEngine
+from streams.runtime.batch_loop import BatchLoop, LoopTopics, RetryingSender
 from streams.runtime.connections import open_store
 from streams.runtime.hot_swap import follow_versions
+from streams.runtime.kafka_io import ProducerSender, Sender, Wire, ensure_compacted, grouped_consumer, producer
 from streams.runtime.metrics import Metrics
 from streams.runtime.outage import StoreHeld, holding_store
+from streams.runtime.state import ChangelogState, restore_from_kafka
 from streams.runtime.store import OnlineStore, latest_per_entity
-from streams.runtime.topics import declare_topics
 from streams.settings import Settings
 from streams.spec import PipelineSpec
 
 log = logging.getLogger("freshet.worker")
 
-# (topic name, key, value, partition or None for the producer's partitioner)
-Wire = tuple[str, bytes | None, bytes | None, int | None]
-
-
-class Sender(Protocol):
-    """Sends a batch of messages and returns once every one is acknowledged (raises if one failed)."""
-
-    async def send_all(self, messages: list[Wire]) -> None: ...
-
-
-class BatchSender:
-    """The batch's sends through Faust's producer (aiokafka underneath), awaited once.
-
-    ``Topic.send`` costs Faust's whole per-message path (~0.1 ms, logging included); the transport
-    producer's ``send`` only queues the record in aiokafka's accumulator and returns its future.
-    """
-
-    def __init__(self, app: faust.App) -> None:
-        self.app = app
-
-    async def send_all(self, messages: list[Wire]) -> None:
-        if not messages:
-            return
-        send = self.app.producer.send
-        futures = [await send(topic, key, value, partition, None, None) for topic, key, value, partition in messages]
-        await asyncio.gather(*futures)
+__all__ = ["AttributeCache", "BoundCounters", "Runtime", "Sender", "Wire", "changelog_topic", "create_app"]
 
 
 @dataclass
 class Runtime:
-    """Everything the agents need, built once per worker process."""
+    """Everything the loop needs, built once per worker process."""
 
     settings: Settings
     spec: PipelineSpec
@@ -97,103 +72,50 @@ class Runtime:
     ) -> Runtime:
         """``store`` defaults to the Redis online store of the settings (tests pass an in-memory one)."""
         spec = spec or PipelineSpec.load(settings.spec_file)
-        raw_features = spec.raw.get("features", [])
-        slots = parse_models(spec.raw.get("models", []), spec.label.kind)
+        slots = list(spec.models)
         metrics = Metrics(registry)
         return cls(
             settings=settings,
             spec=spec,
             metrics=metrics,
-            engine=FeatureEngine(parse_features(raw_features)),
+            engine=FeatureEngine(spec.features),
             slots=slots,
             predictor=Predictor(slots),
-            drift=DriftConfig.from_spec(spec),
+            drift=spec.drift,
             store=store if store is not None else holding_store(open_store(settings), metrics),
         )
 
 
-class ChangelogWriter:
-    """Writes a Faust table's keys once per batch: into the table's memory and to its changelog topic.
+def changelog_topic(settings: Settings, table: str) -> str:
+    """A state table's changelog topic (Faust's naming, ``<app_id>-<table>-changelog``).
 
-    The records have exactly the layout Faust's own table writes give (raw key → raw value, ``None`` for
-    a delete, the key's partition), so Faust's recovery rebuilds the table from them on restart; only the
-    per-write path (~0.16 ms per key through Faust's changelog buffer) is left out.
+    >>> changelog_topic(Settings(app_id="fr"), "feature-state")
+    'fr-feature-state-changelog'
     """
-
-    def __init__(self, table: Any, sender: Sender) -> None:
-        self.table = table
-        self.sender = sender
-
-    @property
-    def data(self) -> Any:
-        """The table's memory (bytes → bytes) as the pure steps read it."""
-        return self.table.data
-
-    async def apply(self, writes: Mapping[bytes, tuple[int, bytes | None]]) -> None:
-        if not writes:
-            return
-        data = self.table.data
-        topic = self.table.changelog_topic.get_topic_name()
-        wire: list[Wire] = []
-        for key, (partition, value) in writes.items():
-            if value is None:
-                data.pop(key, None)
-            else:
-                data[key] = value
-            wire.append((topic, key, value, partition))
-        await self.sender.send_all(wire)
+    return f"{settings.app_id}-{table}-changelog"
 
 
-def records_of(events: Iterable[Any]) -> list[InRecord]:
-    """Faust events → the steps' input records (``[InRecord]``), in consumption order."""
-    out = []
-    for event in events:
-        msg = event.message
-        out.append(InRecord(msg.topic, msg.partition, msg.offset, msg.key, msg.value, msg.timestamp))
-    return out
+class _Deferred:
+    """The producer's sender, set when the loop's task starts (aiokafka clients need a running loop)."""
+
+    def __init__(self) -> None:
+        self.target: Sender | None = None
+
+    async def send_all(self, messages: list[Wire]) -> None:
+        if messages:
+            assert self.target is not None, "the worker's producer is not started"
+            await self.target.send_all(messages)
 
 
-def create_app(rt: Runtime, sender: Sender | None = None) -> faust.App:
-    """The worker's Faust app; ``sender`` defaults to :class:`BatchSender` (agent tests pass a recorder)."""
+def build_loop(rt: Runtime, sender: Sender) -> BatchLoop:
+    """The batch loop of a runtime over ``sender`` (agent tests pass a recorder and feed it batches)."""
     s = rt.settings
-    datadir = s.cache_dir / "faust" / s.app_id
-    datadir.mkdir(parents=True, exist_ok=True)
-    app = faust.App(
-        s.app_id,
-        broker=f"kafka://{s.kafka_bootstrap}",
-        store="memory://",  # state is rebuilt from the changelog topics on start (DESIGN.md decision 1)
-        topic_partitions=s.partitions,
-        topic_replication_factor=1,
-        consumer_auto_offset_reset="earliest",
-        web_enabled=False,
-        stream_recovery_delay=0.0,  # single-node broker: no need to wait for a rebalance storm
-        broker_commit_interval=1.0,
-        # A dead worker's partitions move to the others after the session timeout (failover time).
-        broker_session_timeout=s.group_session_timeout_s,
-        broker_heartbeat_interval=max(0.5, s.group_session_timeout_s / 4),
-        producer_linger_ms=2,
-        datadir=str(datadir),
-        key_serializer="raw",
-        value_serializer="raw",
-    )
-    topics = declare_topics(app, s)
-    out = sender or BatchSender(app)
-    m = rt.metrics
-    name_of = {name: s.topic(name) for name in ("predictions", "dead-letter", "drift", "examples")}
-
-    def wire(messages: Iterable[OutMessage]) -> list[Wire]:
-        return [(name_of[msg.topic], msg.key, msg.value, None) for msg in messages]
-
+    outputs = {name: s.topic(name) for name in ("predictions", "dead-letter", "drift", "examples")}
     # Per-entity window state; value = 8-byte source offset + FeatureEngine.dumps(state).
-    feature_state = ChangelogWriter(
-        app.Table("feature-state", key_type=bytes, value_type=bytes, partitions=s.partitions), out
-    )
+    feature_state = ChangelogState(changelog_topic(s, "feature-state"), sender, s.partitions)
     # Log and wait: predictions wait here for their labels, keyed by event id (partition = the key's
     # partition in both input topics, which share the key).
-    label_join = ChangelogWriter(
-        app.Table("label-join", key_type=bytes, value_type=bytes, partitions=s.partitions, use_partitioner=True),
-        out,
-    )
+    label_join = ChangelogState(changelog_topic(s, "label-join"), sender, s.partitions)
     serve = ServeStep(
         rt.engine,
         rt.predictor,
@@ -212,57 +134,84 @@ def create_app(rt: Runtime, sender: Sender | None = None) -> faust.App:
         rolling_window=s.rolling_window,
         label_schema=rt.spec.label,
     )
-    counters = BoundCounters(m, [slot.slot for slot in rt.slots])
     attribute_cache = AttributeCache(rt.store, ttl_s=60.0)
-    batch_max, within_s = s.batch_max_events, s.batch_within_ms / 1000.0
-
-    @app.agent(topics.events)
-    async def process_events(stream: Any) -> None:
-        async for events in stream.take_events(batch_max, within=within_s):
-            records = records_of(events)
-            attributes = await attribute_cache.get_many(records) if rt.engine.attribute_fields else None
-            result = serve.on_batch(records, attributes)
-            # Predictions, dead letters and alerts of the whole batch, awaited once; then the state.
-            await out.send_all(
-                wire(result.predictions)
-                + wire(result.dead_letters)
-                + [(name_of["drift"], str(a["subject"]).encode(), encode(a), None) for a in result.alerts]
-            )
-            await feature_state.apply(result.state_writes)
-            rt.store_buffer.extend(result.store_rows)
-            counters.served(result, time.time())
-
-    @app.agent(
-        app.topic(
-            s.topic("predictions"),
-            s.topic("labels"),
-            key_type=bytes,
-            value_type=bytes,
-            key_serializer="raw",
-            value_serializer="raw",
-        )
+    return BatchLoop(
+        topics=LoopTopics(s.topic("events"), s.topic("predictions"), s.topic("labels"), outputs),
+        serve=serve,
+        join=join,
+        sender=sender,
+        feature_state=feature_state,
+        label_join=label_join,
+        counters=BoundCounters(rt.metrics, [slot.slot for slot in rt.slots]),
+        attributes=attribute_cache.get_many if rt.engine.attribute_fields else None,
+        store_rows=rt.store_buffer,
+        on_ready=lambda: rt.metrics.ready.set(1),
+        batch_max=s.batch_max_events,
+        within_ms=s.batch_within_ms,
     )
-    async def join_labels(stream: Any) -> None:
-        index_ready = False
-        async for events in stream.take_events(batch_max, within=within_s):
-            if not index_ready:  # the table has been recovered by now
-                join.rebuild_index()
-                index_ready = True
-            result = join.on_batch(records_of(events))
-            await out.send_all(wire(result.examples) + wire(result.dead_letters))
-            await label_join.apply(result.state_writes)
-            counters.joined(result, join.waiting_predictions)
+
+
+def create_app(rt: Runtime, sender: Sender | None = None) -> faust.App:
+    """The worker's Faust app; ``sender`` replaces the producer (agent tests pass a recorder)."""
+    s = rt.settings
+    datadir = s.cache_dir / "faust" / s.app_id
+    datadir.mkdir(parents=True, exist_ok=True)
+    app = faust.App(
+        s.app_id,
+        broker=f"kafka://{s.kafka_bootstrap}",
+        store="memory://",
+        topic_partitions=s.partitions,
+        web_enabled=False,
+        datadir=str(datadir),
+        key_serializer="raw",
+        value_serializer="raw",
+    )
+    # Faust's own consumer and producer are not used: the hot path has its own (kafka_io).
+    app.boot_strategy = BootStrategy(app, enable_kafka_consumer=False, enable_kafka_producer=False)
+    deferred = _Deferred()
+    out = RetryingSender(sender or deferred)
+    loop = build_loop(rt, out)
+    m = rt.metrics
+    versions_loaded = asyncio.Event()
+
+    @app.task
+    async def hot_path() -> None:
+        """The batch loop with its consumer, its producer and a group-less consumer for state restores."""
+        from aiokafka import AIOKafkaConsumer
+
+        await ensure_compacted(s, [loop.feature_state.topic, loop.label_join.topic])
+        prod = producer(s)
+        await prod.start()
+        deferred.target = ProducerSender(prod)
+        restorer = AIOKafkaConsumer(
+            bootstrap_servers=s.kafka_bootstrap, group_id=None, enable_auto_commit=False, fetch_max_wait_ms=50
+        )
+        await restorer.start()
+        # Serve with the champion, never the untrained model, when a version exists (bounded wait).
+        try:
+            await asyncio.wait_for(versions_loaded.wait(), timeout=30.0)
+        except TimeoutError:
+            log.warning("model versions not loaded after 30 s; serving what is loaded")
+        consumer = grouped_consumer(s, [s.topic("events"), s.topic("predictions"), s.topic("labels")], loop)
+        await consumer.start()
+        try:
+            await loop.run(consumer, lambda topic, parts: restore_from_kafka(restorer, topic, parts))
+        finally:
+            await consumer.stop()  # leaves the group: the others take over at once
+            await restorer.stop()
+            await prod.stop()
 
     @app.timer(interval=1.0)
     async def publish_served_metrics() -> None:
-        counters.served_metrics(join.served_snapshot())
+        loop.counters.served_metrics(loop.join.served_snapshot())
 
     @app.timer(interval=0.05)
     async def flush_online_store() -> None:
         held: int = getattr(rt.store, "pending", 0)  # rows held through an outage are retried
         if rt.store is None or not (rt.store_buffer or held):
             return
-        rows, rt.store_buffer = rt.store_buffer, []
+        rows = rt.store_buffer[:]
+        rt.store_buffer.clear()  # the loop appends to this same list
         try:
             await asyncio.get_running_loop().run_in_executor(
                 None, rt.store.write_many, latest_per_entity((e, v, ts) for e, v, ts, _ in rows)
@@ -278,39 +227,37 @@ def create_app(rt: Runtime, sender: Sender | None = None) -> faust.App:
 
     @app.task
     async def follow_model_versions() -> None:
-        await follow_versions(rt.settings, rt.slots, rt.predictor, rt.metrics)
+        await follow_versions(rt.settings, rt.slots, rt.predictor, rt.metrics, loaded=versions_loaded)
 
     @app.timer(interval=5.0)
     async def count_entities() -> None:
-        m.feature_entities.set(len(feature_state.data))
+        m.feature_entities.set(len(loop.feature_state.data))
 
     @app.timer(interval=5.0)
     async def report_lag() -> None:
-        """Consumer lag of the worker's input partitions (highwater - next offset to read)."""
-        consumer = app.consumer
-        inputs = {topics.events.get_topic_name(), s.topic("labels"), s.topic("predictions")}
-        tps = [tp for tp in consumer.assignment() if tp.topic in inputs]
-        if not tps:
+        """Consumer lag of the worker's input partitions (end offset - next offset to process)."""
+        consumer = loop.consumer
+        if consumer is None or not loop.assigned:
             return
-        highwaters = await consumer.highwaters(*tps)
+        from aiokafka import TopicPartition
+
+        tps = [TopicPartition(t, p) for t, p in sorted(loop.assigned)]
+        try:
+            ends = await consumer.end_offsets(tps)  # type: ignore[attr-defined]
+        except Exception as exc:  # broker away: no figure this time
+            log.debug("lag report skipped: %r", exc)
+            return
         for tp in tps:
-            read = consumer._read_offset.get(tp)  # type: ignore[attr-defined]  # last offset given to agents
-            end = highwaters.get(tp)
+            end = ends.get(tp)
             if end is not None:
-                lag = max(0, end - ((read + 1) if read is not None else 0))
+                read = loop.read_next.get((tp.topic, tp.partition))
+                if read is None:
+                    continue  # nothing read yet: the committed position is not known here
+                lag = max(0, end - read)
                 m.consumer_lag.labels(topic=tp.topic, partition=str(tp.partition)).set(lag)
 
-    async def on_ready(sender: Any, **kwargs: Any) -> None:
-        m.ready.set(1)
-
-    app.on_rebalance_complete.connect(on_ready)  # type: ignore[arg-type]
-
-    app.freshet_topics = topics  # type: ignore[attr-defined]
-    app.freshet_agents = {  # type: ignore[attr-defined]
-        "process_events": process_events,
-        "join_labels": join_labels,
-    }
-    app.freshet_join = join.join  # type: ignore[attr-defined]
+    app.freshet_loop = loop  # type: ignore[attr-defined]
+    app.freshet_join = loop.join.join  # type: ignore[attr-defined]
     return app
 
 

@@ -142,9 +142,13 @@ def _unreachable(exc: BaseException) -> bool:
 
 
 async def follow_versions(
-    settings: Settings, slot_defs: list[ModelSlotDef], predictor: Predictor, metrics: Metrics
+    settings: Settings,
+    slot_defs: list[ModelSlotDef],
+    predictor: Predictor,
+    metrics: Metrics,
+    loaded: asyncio.Event | None = None,
 ) -> None:
-    """Hot-swap each slot's champion: load the newest at start, then follow ``model-versions``."""
+    """Hot-swap each slot's champion: load the newest at start (then set ``loaded``), then follow ``model-versions``."""
     from aiokafka import AIOKafkaConsumer
 
     follower = VersionFollower(open_registry(settings), slot_defs, predictor, metrics)
@@ -162,6 +166,8 @@ async def follow_versions(
     try:
         for slot in follower.slots:  # after subscribing, so no version announced meanwhile is missed
             await loop.run_in_executor(None, follower.refresh, slot)
+        if loaded is not None:
+            loaded.set()
         while True:
             batches = await consumer.getmany(timeout_ms=250)
             announced: set[str] = set()

@@ -34,14 +34,14 @@ from kafka import KafkaConsumer, KafkaProducer, TopicPartition
 from prometheus_client import start_http_server
 
 from models.drift.config import DriftConfig
-from models.drift.supervisor import SlotDriftSupervisor
 from models.evaluation import OnlineScorer, align_proba
-from models.learner import Capture, Learner, check_label
+from models.learner import Capture, Learner, LearnOutput
 from models.publication import PublicationSchedule
 from models.registry import ModelMeta, Registry, SnapshotError
-from models.spec import ModelSlotDef, parse_models
+from models.spec import ModelSlotDef
 from streams.core.partitions import partition_for
 from streams.core.validate import example_problem, label_problem
+from streams.errors import ServiceMissing
 from streams.records import Example, dead_letter_of, decode, encode
 from streams.runtime import log_limit
 from streams.runtime.connections import open_registry
@@ -55,7 +55,7 @@ log = logging.getLogger("freshet.learn")
 
 def load_slots(settings: Settings, spec: PipelineSpec | None = None) -> tuple[PipelineSpec, list[ModelSlotDef]]:
     spec = spec or PipelineSpec.load(settings.spec_file)
-    return spec, parse_models(spec.raw.get("models", []), spec.label.kind)
+    return spec, list(spec.models)
 
 
 
@@ -147,7 +147,6 @@ class LearnerLoop:
     consumer: KafkaConsumer
     registry: Registry
     drift_config: DriftConfig = field(default_factory=lambda: DriftConfig.from_dict(None))
-    supervisors: dict[str, SlotDriftSupervisor] = field(default_factory=dict)
     stopping: bool = False
     processed: int = 0
     _last_follow: float = 0.0
@@ -172,6 +171,7 @@ class LearnerLoop:
                 s,
                 rolling_window=settings.rolling_window,
                 snapshot_every=settings.snapshot_every,
+                drift=spec.drift,
             )
             for s in slots
         }
@@ -188,8 +188,7 @@ class LearnerLoop:
             # Bigger fetches than the default 1 MiB per partition: a preloaded topic is read in fewer rounds.
             max_partition_fetch_bytes=8 * 1024 * 1024,
         )
-        drift = DriftConfig.from_spec(spec)
-        loop = cls(settings, metrics or Metrics(), learners, producer, consumer, registry, drift,
+        loop = cls(settings, metrics or Metrics(), learners, producer, consumer, registry, spec.drift,
                    label_schema=spec.label)
         loop._assign()
         return loop
@@ -223,7 +222,7 @@ class LearnerLoop:
         deadline = time.monotonic() + 30
         while not (parts := self.consumer.partitions_for_topic(topic)):
             if time.monotonic() > deadline:
-                raise RuntimeError(f"topic {topic} does not exist; run `freshet services up` first")
+                raise ServiceMissing(f"topic {topic} does not exist; run `freshet services up` first")
             time.sleep(0.2)
         n = len(parts)
         starts: dict[int, int] = {}
@@ -256,6 +255,7 @@ class LearnerLoop:
                     learner.group.slot_def,
                     rolling_window=self.settings.rolling_window,
                     snapshot_every=self.settings.snapshot_every,
+                    drift=self.drift_config,
                 )
             except SnapshotError as exc:
                 # A tampered or unsigned version made current: refuse it as the predictors do and keep
@@ -267,7 +267,6 @@ class LearnerLoop:
                 continue
             adopted.offset = max(offset, adopted.offset)
             self.learners[slot] = adopted
-            self.supervisors.pop(slot, None)
             batch = Batch()
             batch.captures.append((slot, adopted.capture(), self._champion_blob(adopted)))
             meta = self._write(batch)[0]
@@ -354,14 +353,8 @@ class LearnerLoop:
             io.score_served(learner.group.kind, example, learned_before)
             io.last_label_ts = example.label_ts
             io.metrics_dirty = True
-            if out.promotion is not None:
-                self.metrics.promotions.labels(slot=slot, reason=out.promotion.reason).inc()
-                log.warning("slot %s: promoted %s over %s", slot, out.promotion.promoted, out.promotion.demoted)
-                self._send(batch, "drift", slot, {"v": 1, "kind": "promotion", **out.promotion.to_dict()})
-            changed = self._watch_drift(batch, example, learner, out.predictions, record.offset)
-            if out.promotion is not None or changed or (
-                out.snapshot_due and remaining[record.key] < learner.snapshot_every
-            ):
+            self._publish_learned(batch, slot, example, out)
+            if out.group_changed or (out.snapshot_due and remaining[record.key] < learner.snapshot_every):
                 batch.captures.append((slot, learner.capture(), self._champion_blob(learner)))
         self.processed += batch.n
         return batch
@@ -411,7 +404,9 @@ class LearnerLoop:
                 wall: float) -> ModelMeta:
         """One snapshot to the registry with its champion record, made current, announced."""
         learner, io = self.learners[slot], self._io[slot]
-        started = time.perf_counter()
+        # The cost a big model's schedule is paced by: this thread's CPU time (pickling, signing, encoding),
+        # not wall time, which waits on Redis and on every other process of a busy machine.
+        started = time.thread_time()
         snap = learner.commit(capture, make_current=False)
         # The record first, then the pointer: a worker that sees the new pointer finds its record.
         record = self.registry.publish(
@@ -423,7 +418,7 @@ class LearnerLoop:
         self.registry.prune(slot, keep=self.settings.keep_versions)
         self.metrics.model_version.labels(model=slot, role="learn").set(snap.version)
         self.metrics.snapshot_bytes.labels(model=slot).set(snap.size_bytes)
-        io.schedule.published(capture.examples_learned, now, time.perf_counter() - started)
+        io.schedule.published(capture.examples_learned, now, time.thread_time() - started)
         self._announce(batch, slot, record, snapshot=True)
         self.registry_backoff.succeeded()
         return snap
@@ -435,13 +430,13 @@ class LearnerLoop:
             group = learner.group
             caught_up = (idle and self.settings.publish_when_caught_up) or final
             if io.schedule.due(group.examples_learned, now, idle=caught_up):
-                started = time.perf_counter()
+                started = time.thread_time()
                 record = self.registry.publish(
                     slot, self._champion_blob(learner), base=learner.version,
                     examples_learned=group.examples_learned, offset=learner.offset, champion=group.champion,
                     created_ts=wall,
                 )
-                io.schedule.published(group.examples_learned, now, time.perf_counter() - started)
+                io.schedule.published(group.examples_learned, now, time.thread_time() - started)
                 self._announce(batch, slot, record, snapshot=False)
             elif (
                 group.examples_learned != io.schedule.last_examples
@@ -516,43 +511,24 @@ class LearnerLoop:
             lag = max(0, end - self.consumer.position(tp))
             self.metrics.consumer_lag.labels(topic=tp.topic, partition=str(tp.partition)).set(lag)
 
-    def _watch_drift(self, batch: Batch, example: Example, learner: Learner, predictions: dict[str, Any],
-                     offset: int) -> bool:
-        """Concept drift per model and label shift; the champion's policy may promote or retrain.
-
-        Returns whether the policy changed the group (snapshot and announce it).
-        """
-        slot = example.slot
-        sup = self.supervisors.get(slot)
-        if sup is None or sup.group is not learner.group:
-            sup = self.supervisors[slot] = SlotDriftSupervisor(learner.group, self.drift_config)
-        y = check_label(learner.group.kind, example.label)
-        result = sup.on_example(example.features, y, predictions, event_ts=example.event_ts, offset=offset)
-        for alert in result.alerts:
+    def _publish_learned(self, batch: Batch, slot: str, example: Example, out: LearnOutput) -> None:
+        """What the learner decided at this example, on ``drift``: its promotion, alerts and drift actions."""
+        if out.promotion is not None:
+            self.metrics.promotions.labels(slot=slot, reason=out.promotion.reason).inc()
+            log.warning("slot %s: promoted %s over %s", slot, out.promotion.promoted, out.promotion.demoted)
+            self._send(batch, "drift", slot, {"v": 1, "kind": "promotion", **out.promotion.to_dict()})
+        for alert in out.alerts:
             d = alert.to_dict()
             self.metrics.record_alert(d)
             self._send(batch, "drift", str(d["subject"]), d)
-        for action in result.actions:
+        for action in out.actions:
             self.metrics.drift_actions.labels(slot=slot, action=action.kind).inc()
             log.warning("slot %s: drift policy: %s %s (%s)", slot, action.kind, action.target or "", action.reason)
-            self._send(
-                batch,
-                "drift",
-                slot,
-                {
-                    "v": 1,
-                    "kind": "action",
-                    "slot": slot,
-                    "action": action.kind,
-                    "subject": action.subject,
-                    "target": action.target,
-                    "n_examples": action.n_examples,
-                    "reason": action.reason,
-                    "offset": offset,
-                    "event_ts": example.event_ts,
-                },
-            )
-        return result.changed_group
+            self._send(batch, "drift", slot, {
+                "v": 1, "kind": "action", "slot": slot, "action": action.kind, "subject": action.subject,
+                "target": action.target, "n_examples": action.n_examples, "reason": action.reason,
+                "offset": out.offset, "event_ts": example.event_ts,
+            })
 
     def _announce(self, batch: Batch, slot: str, record: ModelMeta, snapshot: bool) -> None:
         """A champion record was published → remembered, ``model-versions`` (key: slot)."""
@@ -606,7 +582,7 @@ class LearnerLoop:
                                               "metrics": served, "by_version": by_version})
 
     def _dead_letter(self, batch: Batch, record: Any, reason: str, detail: str) -> None:
-        key, value = dead_letter_of(record, reason, detail)
+        key, value = dead_letter_of(record, reason, detail, time.time())
         batch.dead_letters.append((key, value, record.topic, reason))  # counted when acknowledged
 
     def close(self) -> None:

@@ -33,6 +33,8 @@ import time
 from collections.abc import Iterable, Mapping
 from typing import Any, Protocol
 
+from streams.errors import FreshetError
+
 AS_OF = "_as_of_s"
 FeatureRow = tuple[str, Mapping[str, float | None], float]
 
@@ -115,7 +117,7 @@ def latest_per_entity(rows: Iterable[tuple[str, dict[str, float | None], float]]
     return list(latest.values())
 
 
-class StoreError(RuntimeError):
+class StoreError(FreshetError, RuntimeError):
     """The online store cannot be used; the message says what to check."""
 
 

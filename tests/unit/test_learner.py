@@ -12,6 +12,7 @@ from river import datasets
 from river.datasets import synth
 
 from models.champion import ModelGroup
+from models.drift.config import DriftConfig
 from models.learner import Learner
 from models.registry import InMemoryRegistryStore, Registry, SnapshotError
 from models.spec import ModelSlotDef, parse_models
@@ -221,3 +222,22 @@ def test_warm_start_missing_values_and_labels() -> None:
     assert group.examples_learned == 3  # the row without a label is skipped
     with pytest.raises(ValueError, match=r"no column\(s\) \['b'\]"):
         warm_start(LR_ONLY, frame, "label", ["a", "b"])
+
+
+def test_the_learner_owns_drift_supervision_and_returns_alerts_and_actions() -> None:
+    """Concept drift is watched inside the learner: learn_one returns the alerts and what the policy did,
+    and a changed group is due a snapshot at that example (the learner process only publishes them)."""
+    [slot] = parse_models(None, "classification")
+    drift = DriftConfig.from_dict({"concept": {"policy": "reset_and_retrain"}})
+    learner = Learner.restore(Registry(InMemoryRegistryStore(), "k"), slot, snapshot_every=10_000, drift=drift)
+    before = itertools.islice(synth.Agrawal(classification_function=0, seed=1), 3000)
+    after = itertools.islice(synth.Agrawal(classification_function=4, seed=2), 3000)
+    outs = []
+    for i, (x, y) in enumerate(itertools.chain(before, after)):
+        ex = Example(id=f"e{i}", entity="u", slot="default", features=x, label=y, event_ts=float(i), label_ts=float(i))
+        outs.append(learner.learn_one(ex, offset=i))
+    acted = [o for o in outs if o.actions]
+    assert acted, "the switch of concept at example 3000 was not acted on"
+    assert all(o.alerts and o.group_changed and o.snapshot_due for o in acted)
+    assert {a.kind for o in acted for a in o.actions} == {"reset_and_retrain"}
+    assert min(o.offset for o in acted) >= 3000

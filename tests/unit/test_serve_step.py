@@ -10,20 +10,20 @@ import orjson
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from models.spec import parse_models
 from streams.core.partitions import partition_for
 from streams.core.predictor import Predictor
 from streams.core.serve import OFFSET_BYTES, InRecord, ServeOutput, ServeStep
-from streams.features import FeatureEngine, parse_features
+from streams.features import FeatureEngine
 from streams.spec import PipelineSpec
 
-SPEC = PipelineSpec.load(Path(__file__).resolve().parents[2] / "pipelines" / "demo.toml")
+SPEC_PATH = Path(__file__).resolve().parents[2] / "pipelines" / "demo.toml"
+SPEC = PipelineSpec.load(SPEC_PATH)
 T0 = 1_700_000_000.0
 
 
 def make_step(stored: dict[bytes, bytes], spec: PipelineSpec = SPEC) -> ServeStep:
-    engine = FeatureEngine(parse_features(spec.raw["features"]))
-    predictor = Predictor(parse_models(spec.raw["models"], spec.label.kind))
+    engine = FeatureEngine(spec.features)
+    predictor = Predictor(list(spec.models))
     return ServeStep(engine, predictor, spec.event, stored, n_partitions=4, clock=lambda: T0 + 10_000)
 
 
@@ -125,9 +125,23 @@ def test_late_events_follow_the_late_policy() -> None:
     late = {**on_time, "id": "b", "ts": T0}  # 100 s behind the entity's watermark, grace is 2 s
     recs = [InRecord("events", 0, i, b"u0", orjson.dumps(v), T0 + 100) for i, v in enumerate([on_time, late])]
     out = make_step({}).on_batch(recs)
+    # demo spec: dead-letter, so the late event is predicted (its late features missing) and copied to dead-letter
+    predicted = [orjson.loads(m.value) for m in out.predictions]
+    assert [p["id"] for p in predicted] == ["a", "b"]
+    assert "x1_mean_10s" not in predicted[1]["features"] and predicted[0]["features"]["x1_mean_10s"] == 0.1
+    assert [orjson.loads(m.value)["reason"] for m in out.dead_letters] == ["late"]
+    assert out.counts.late["dead-letter"] == 1 and out.counts.predicted_events == 2
+    assert [row[0] for row in out.store_rows] == ["u0"]  # the late one is not the entity's latest vector
+
+
+def test_a_late_event_is_dropped_only_when_its_late_policy_says_drop() -> None:
+    spec = PipelineSpec.from_toml(SPEC_PATH.read_text().replace('late_policy = "dead-letter"', 'late_policy = "drop"'))
+    on_time = {"id": "a", "entity": "u0", "ts": T0 + 100, "x1": 0.1}
+    late = {**on_time, "id": "b", "ts": T0}
+    recs = [InRecord("events", 0, i, b"u0", orjson.dumps(v), T0 + 100) for i, v in enumerate([on_time, late])]
+    out = make_step({}, spec).on_batch(recs)
     assert [orjson.loads(m.value)["id"] for m in out.predictions] == ["a"]
-    assert [orjson.loads(m.value)["reason"] for m in out.dead_letters] == ["late"]  # demo spec: dead-letter
-    assert out.counts.late["dead-letter"] == 1
+    assert out.dead_letters == [] and out.counts.late["drop"] == 1
 
 
 def test_idle_state_expires_on_event_time_as_a_delete() -> None:
