@@ -87,6 +87,10 @@ class Settings:
     # A big model is republished at most every publish_cost_factor x (what publishing it cost), so a
     # worker is never asked to load versions faster than it can.
     publish_cost_factor: float = 20.0
+    # A champion record up to this size also travels inside its model-versions announcement, so a worker
+    # swaps it in without reading Redis (faster, and it still swaps while Redis is down); bigger ones are
+    # read from the registry. 0: never inline.
+    inline_record_max_bytes: int = 256 * 1024
     # The learner publishes online metrics (metrics topic, /metrics) at most this often (seconds), when the
     # stream goes idle, and on shutdown.
     metrics_every_s: float = 1.0

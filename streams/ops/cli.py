@@ -309,16 +309,26 @@ def features_get(c: Context, entity: str) -> None:
     default=None,
     help="CSV/Parquet of static entity attributes.",
 )
+@click.option(
+    "--order",
+    type=click.Choice(["arrival", "time"]),
+    default="arrival",
+    show_default=True,
+    help="arrival: the file's row order, as the stream read it (the features it served, late events "
+    "included); time: by parsed event time, as if every event had come on time. Rows come out in input order.",
+)
 @pass_ctx
-def backfill(c: Context, input_path: Path, output_path: Path, as_of: str | None, attributes: Path | None) -> None:
+def backfill(
+    c: Context, input_path: Path, output_path: Path, as_of: str | None, attributes: Path | None, order: str
+) -> None:
     """Compute the spec's features over a CSV/Parquet event log with pandas; write Parquet."""
-    from streams.core.validate import parse_timestamp
+    from streams.event_time import parse_event_time
     from streams.features.batch import backfill as run_backfill
 
     as_of_s = None
     if as_of is not None:
         try:
-            as_of_s = parse_timestamp(float(as_of) if as_of.replace(".", "", 1).isdigit() else as_of)
+            as_of_s = parse_event_time(float(as_of) if as_of.replace(".", "", 1).isdigit() else as_of)
         except ValueError as exc:
             _fail(f"--as-of: {exc}")
     progress(f"computing {c.settings.spec_file.name}'s features over {input_path} with pandas...")
@@ -328,7 +338,7 @@ def backfill(c: Context, input_path: Path, output_path: Path, as_of: str | None,
         output_path,
         as_of_s=as_of_s,
         attributes_path=attributes,
-        sort_by_time=True,
+        order=order,
     )
     click.echo(f"wrote {n} rows to {output_path}")
 

@@ -38,6 +38,7 @@ from streams.runtime.hot_swap import follow_versions
 from streams.runtime.kafka_io import ProducerSender, Sender, Wire, ensure_compacted, grouped_consumer, producer
 from streams.runtime.metrics import Metrics
 from streams.runtime.outage import StoreHeld, holding_store
+from streams.runtime.routing_io import count_routed
 from streams.runtime.state import ChangelogState, restore_from_kafka
 from streams.runtime.store import OnlineStore, latest_per_entity
 from streams.settings import Settings
@@ -308,6 +309,8 @@ class BoundCounters:
             self.m.feature_resets.inc(c.reset_states)
         for alert in out.alerts:
             self.m.record_alert(alert)
+        if c.routed:
+            count_routed(self.m, c.routed)
 
     def joined(self, out: JoinOutput, waiting_predictions: int) -> None:
         """Counts and served metrics of one sent batch of the join agent."""

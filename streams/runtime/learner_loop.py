@@ -21,6 +21,7 @@ its offset; champion records are for serving only and never resumed from.
 
 from __future__ import annotations
 
+import base64
 import logging
 import math
 import pickle
@@ -38,6 +39,7 @@ from models.evaluation import OnlineScorer, align_proba
 from models.learner import Capture, Learner, LearnOutput
 from models.publication import PublicationSchedule
 from models.registry import ModelMeta, Registry, SnapshotError
+from models.router import serving_model
 from models.spec import ModelSlotDef
 from streams.core.partitions import partition_for
 from streams.core.validate import example_problem, label_problem
@@ -47,6 +49,7 @@ from streams.runtime import log_limit
 from streams.runtime.connections import open_registry
 from streams.runtime.metrics import Metrics
 from streams.runtime.outage import Backoff, store_gauge, unreachable
+from streams.runtime.routing_io import announce_decisions, publish_arm_metrics
 from streams.settings import Settings
 from streams.spec import LabelSchema, PipelineSpec
 
@@ -86,6 +89,7 @@ class SlotIO:
     last_position_ts: float = -math.inf
     last_label_ts: float | None = None
     metrics_dirty: bool = False
+    plan_dirty: bool = False  # the routing plan changed: publish a record now (models.router)
     published: dict[int, int] = field(default_factory=dict)  # version -> examples learned in it
     staleness_sum: float = 0.0
     staleness_n: int = 0
@@ -354,6 +358,9 @@ class LearnerLoop:
             io.last_label_ts = example.label_ts
             io.metrics_dirty = True
             self._publish_learned(batch, slot, example, out)
+            if out.decisions:
+                announce_decisions(self.metrics, lambda t, k, v: self._send(batch, t, k, v), slot, out.decisions)
+            io.plan_dirty = io.plan_dirty or out.plan_changed
             if out.group_changed or (out.snapshot_due and remaining[record.key] < learner.snapshot_every):
                 batch.captures.append((slot, learner.capture(), self._champion_blob(learner)))
         self.processed += batch.n
@@ -361,7 +368,8 @@ class LearnerLoop:
 
     @staticmethod
     def _champion_blob(learner: Learner) -> bytes:
-        return pickle.dumps(learner.group.model(), protocol=pickle.HIGHEST_PROTOCOL)
+        # The champion alone, or for a routed slot the arms it serves and the plan (models.router.ArmsBundle).
+        return pickle.dumps(serving_model(learner.group), protocol=pickle.HIGHEST_PROTOCOL)
 
     def _write(self, batch: Batch, idle: bool = False, final: bool = False) -> list[ModelMeta]:
         """The I/O half: snapshots and champion records to the registry, then every message, one flush."""
@@ -419,7 +427,8 @@ class LearnerLoop:
         self.metrics.model_version.labels(model=slot, role="learn").set(snap.version)
         self.metrics.snapshot_bytes.labels(model=slot).set(snap.size_bytes)
         io.schedule.published(capture.examples_learned, now, time.thread_time() - started)
-        self._announce(batch, slot, record, snapshot=True)
+        io.plan_dirty = False
+        self._announce(batch, slot, record, snapshot=True, blob=champion_blob)
         self.registry_backoff.succeeded()
         return snap
 
@@ -429,15 +438,17 @@ class LearnerLoop:
             learner = self.learners[slot]
             group = learner.group
             caught_up = (idle and self.settings.publish_when_caught_up) or final
-            if io.schedule.due(group.examples_learned, now, idle=caught_up):
+            if io.plan_dirty or io.schedule.due(group.examples_learned, now, idle=caught_up):
+                io.plan_dirty = False
                 started = time.thread_time()
+                blob = self._champion_blob(learner)
                 record = self.registry.publish(
-                    slot, self._champion_blob(learner), base=learner.version,
+                    slot, blob, base=learner.version,
                     examples_learned=group.examples_learned, offset=learner.offset, champion=group.champion,
                     created_ts=wall,
                 )
                 io.schedule.published(group.examples_learned, now, time.thread_time() - started)
-                self._announce(batch, slot, record, snapshot=False)
+                self._announce(batch, slot, record, snapshot=False, blob=blob)
             elif (
                 group.examples_learned != io.schedule.last_examples
                 and io.schedule.every_s > 0
@@ -530,11 +541,17 @@ class LearnerLoop:
                 "offset": out.offset, "event_ts": example.event_ts,
             })
 
-    def _announce(self, batch: Batch, slot: str, record: ModelMeta, snapshot: bool) -> None:
-        """A champion record was published → remembered, ``model-versions`` (key: slot)."""
+    def _announce(self, batch: Batch, slot: str, record: ModelMeta, snapshot: bool, blob: bytes) -> None:
+        """A champion record was published → remembered, ``model-versions`` (key: slot).
+
+        A record up to ``inline_record_max_bytes`` travels in the announcement (``blob_b64``): workers swap it
+        in from there, without reading Redis.
+        """
         self._io[slot].remember(record)
         body = record.to_dict()
         body.pop("metrics", None)
+        if len(blob) <= self.settings.inline_record_max_bytes:
+            body["blob_b64"] = base64.b64encode(blob).decode("ascii")
         self._send(batch, "model-versions", slot, {"v": 1, "kind": "record", "snapshot": snapshot, **body})
 
     def _send(self, batch: Batch, topic: str, key: str, value: dict[str, Any]) -> None:
@@ -580,6 +597,8 @@ class LearnerLoop:
         io.by_version = {}
         self._send(batch, "metrics", model, {**base, "model": model, "name": "served", "role": "served",
                                               "metrics": served, "by_version": by_version})
+        if group.router is not None:
+            publish_arm_metrics(self.metrics, lambda t, k, v: self._send(batch, t, k, v), group.router, base)
 
     def _dead_letter(self, batch: Batch, record: Any, reason: str, detail: str) -> None:
         key, value = dead_letter_of(record, reason, detail, time.time())
