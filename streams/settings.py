@@ -19,20 +19,11 @@ from pathlib import Path
 from typing import Any
 
 from streams.errors import FreshetError
+from streams.topics import TOPIC_NAMES
 
 # The spec used when FRESHET_SPEC_PATH is not set: the demo pipeline shipped in the repository.
 DEFAULT_SPEC_PATH = Path(__file__).resolve().parent.parent / "pipelines" / "demo.toml"
 
-TOPIC_NAMES = (
-    "events",
-    "labels",
-    "predictions",
-    "examples",
-    "model-versions",
-    "drift",
-    "metrics",
-    "dead-letter",
-)
 
 
 DEV_SIGNING_KEY = "freshet-dev-key-change-me"

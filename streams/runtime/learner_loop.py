@@ -46,6 +46,7 @@ from streams.core.validate import example_problem, label_problem
 from streams.errors import ServiceMissing
 from streams.records import Example, dead_letter_of, decode, encode
 from streams.runtime import log_limit
+from streams.runtime.announce import position_announcement, record_announcement
 from streams.runtime.connections import open_registry
 from streams.runtime.metrics import Metrics
 from streams.runtime.outage import Backoff, store_gauge, unreachable
@@ -456,11 +457,10 @@ class LearnerLoop:
             ):
                 # Held back (a big model): say how far the learner is, so workers can tell their staleness.
                 io.last_position_ts = now
-                self._send(batch, "model-versions", slot, {
-                    "v": 1, "kind": "position", "name": slot, "slot": slot,
-                    "version": io.last_record.version if io.last_record else learner.version or 0,
-                    "examples_learned": group.examples_learned, "offset": learner.offset, "created_ts": wall,
-                })
+                self._send(batch, "model-versions", slot, position_announcement(
+                    slot, version=io.last_record.version if io.last_record else learner.version or 0,
+                    examples_learned=group.examples_learned, offset=learner.offset, created_ts=wall,
+                ))
 
     def _hold(self, captures: list[tuple[str, Capture, bytes]]) -> None:
         """Keep the newest unwritten snapshot of each slot for the next try (it supersedes older ones)."""
@@ -548,11 +548,8 @@ class LearnerLoop:
         in from there, without reading Redis.
         """
         self._io[slot].remember(record)
-        body = record.to_dict()
-        body.pop("metrics", None)
-        if len(blob) <= self.settings.inline_record_max_bytes:
-            body["blob_b64"] = base64.b64encode(blob).decode("ascii")
-        self._send(batch, "model-versions", slot, {"v": 1, "kind": "record", "snapshot": snapshot, **body})
+        inline = base64.b64encode(blob).decode("ascii") if len(blob) <= self.settings.inline_record_max_bytes else None
+        self._send(batch, "model-versions", slot, record_announcement(record, snapshot=snapshot, blob_b64=inline))
 
     def _send(self, batch: Batch, topic: str, key: str, value: dict[str, Any]) -> None:
         batch.sends.append((topic, key.encode(), encode(value)))
