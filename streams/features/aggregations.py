@@ -364,7 +364,7 @@ class Variance(_Moments):
         n = state[0]
         if n <= self.ddof:
             return None
-        return max(0.0, float(state[2]) / (n - self.ddof))
+        return max(0.0, float(state[2]) / float(n - self.ddof))
 
     def kernel(self) -> Kernel:
         var = f"max(0.0, float({{a}}q) / ({{a}}n - {self.ddof}))"
@@ -760,7 +760,7 @@ class AggregationRegistry:
                 )
             factory = _import(name)
         try:
-            agg = factory(**params)
+            agg: Aggregation = factory(**params)
         except TypeError as exc:
             raise ValueError(f"aggregation {name!r} does not take params {params}: {exc}") from None
         problem = _protocol_problem(agg)
@@ -778,7 +778,8 @@ def _import(path: str) -> AggregationFactory:
     factory = getattr(module, attr, None)
     if factory is None or not callable(factory):
         raise ValueError(f"{module_name!r} has no callable {attr!r} to build the aggregation {path!r}")
-    return factory
+    built: AggregationFactory = factory
+    return built
 
 
 def _protocol_problem(agg: object) -> str | None:
