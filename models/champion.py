@@ -20,6 +20,8 @@ from typing import Any
 from river import base
 
 from models.evaluation import OnlineScorer, WindowedMetric, higher_is_better
+from models.router import SlotRouter
+from models.sequential import PairedSPRT
 from models.spec import ModelDef, ModelSlotDef, PromotionConfig, build_model
 
 __all__ = ["ModelGroup", "PromotionEvent", "PromotionPolicy", "clean_features"]
@@ -54,6 +56,9 @@ class PromotionEvent:
     examples_learned: int  # examples the group had learned at the decision
     offset: int | None = None  # filled in by the learner: offset of the last example learned
     reason: str = "challenger_better"
+    # The decision's statistics (test "margin" or "sprt": statistic, threshold, confidence, sample sizes).
+    test: str = "margin"
+    statistics: dict[str, Any] | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -149,6 +154,22 @@ class ModelGroup:
         self._members: dict[str, _Member] = {}
         for defn in slot_def.models:
             self._members[defn.name] = self._new_member(defn)
+        self.sprt: dict[str, PairedSPRT] = {}  # challenger -> its sequential test against the champion
+        self.router = self._new_router()
+
+    def _new_router(self) -> SlotRouter | None:
+        routing = getattr(self.slot_def, "routing", None)
+        if routing is None or routing.kind == "champion":
+            return None
+        return SlotRouter(routing, self.slot, self.kind, self.champion, self.rolling_window, self.slot_def.positive)
+
+    def _sprt(self, name: str) -> PairedSPRT:
+        test = self.sprt.get(name)
+        if test is None:
+            p = self.slot_def.promotion
+            test = self.sprt[name] = PairedSPRT(alpha=p.alpha, beta=p.beta, effect=p.effect,
+                                                min_examples=p.min_examples)
+        return test
 
     def _new_member(self, defn: ModelDef) -> _Member:
         positive = self.slot_def.positive
@@ -221,7 +242,22 @@ class ModelGroup:
             member.examples_learned += 1
             predictions[name] = y_pred
         self.examples_learned += 1
+        if self.slot_def.promotion.test == "sprt" and len(predictions) > 1:
+            self._sprt_due = self._update_sprt(predictions, y)
         return predictions
+
+    def _update_sprt(self, predictions: dict[str, Any], y: Any) -> list[str]:
+        """Feed each challenger's paired loss against the champion; the challengers the test would promote."""
+        def loss(p: Any) -> float:
+            if p is None:
+                return math.inf
+            return abs(float(p) - y) if self.kind == "regression" else float(p != y)
+
+        champ = loss(predictions[self.champion])
+        return [
+            name for name, p in predictions.items()
+            if name != self.champion and self._sprt(name).update(champ, loss(p)) == "promote"
+        ]
 
     # -- promotion -------------------------------------------------------------------------------
 
@@ -231,18 +267,36 @@ class ModelGroup:
             return None
         values = {n: m.window.get() for n, m in self._members.items()}
         counts = {n: m.window.n for n, m in self._members.items()}
-        choice = self.policy.choose(self.champion, values, counts)
-        if choice is None:
-            return None
-        promoted, value = choice
+        statistics: dict[str, Any] | None = None
+        if self.slot_def.promotion.test == "sprt":
+            due = self.__dict__.pop("_sprt_due", None)
+            if not due:
+                return None
+            promoted = max(due, key=lambda n: self.sprt[n].llr)
+            value, statistics = values.get(promoted, math.nan), self.sprt[promoted].summary()
+        else:
+            choice = self.policy.choose(self.champion, values, counts)
+            if choice is None:
+                return None
+            promoted, value = choice
         event = PromotionEvent(
             slot=self.slot, promoted=promoted, demoted=self.champion, metric=self.policy.metric,
             window=self.policy.window, margin=self.policy.margin, challenger_value=value,
             champion_value=values[self.champion], challenger_examples=counts[promoted],
-            examples_learned=self.examples_learned,
+            examples_learned=self.examples_learned, test=self.slot_def.promotion.test, statistics=statistics,
         )
+        if self.router is not None and self.router.gates_promotion:
+            # A canary first: the router serves it a share and promotes it if its served guards hold.
+            self._proposal = self.router.propose(promoted, self.champion)
+            if statistics is not None:
+                self.sprt.pop(promoted, None)  # a new test if it comes back
+            return None
         self._apply(event)
         return event
+
+    def take_proposal(self) -> Any:
+        """The router's step from the last promotion the test proposed (a canary start), if any."""
+        return self.__dict__.pop("_proposal", None)
 
     def promote(self, name: str, reason: str = "manual") -> PromotionEvent:
         """Make ``name`` the champion now (an operator's decision), logged and returned like the policy's."""
@@ -263,6 +317,10 @@ class ModelGroup:
         if name not in self._members:
             raise KeyError(f"slot {self.slot!r} has no model {name!r}; models: {self.names}")
         self._members[name].model = model
+        if name == self.champion:
+            self.sprt = {}
+        else:
+            self.sprt.pop(name, None)  # a new model: a new sequential test
 
     def fresh_model(self, name: str) -> base.Estimator:
         """A new, untrained model built by ``name``'s factory."""
@@ -271,6 +329,7 @@ class ModelGroup:
     def _apply(self, event: PromotionEvent) -> None:
         self.champion = event.promoted
         self.promotions.append(event)
+        self.sprt = {}  # every test was against the old champion
         _log.info(
             "slot %s: promoted %s over %s (%s over the last %d examples: %.4f vs %.4f, margin %.4f; "
             "%d examples scored; reason %s)",
@@ -289,6 +348,8 @@ class ModelGroup:
             "champion": self.champion,
             "examples_learned": self.examples_learned,
             "promotions": list(self.promotions),
+            "sprt": dict(self.sprt),
+            "router": self.router,
             "members": {
                 name: {
                     "defn": m.defn, "model": m.model, "scorer": m.scorer, "window": m.window,
@@ -324,8 +385,12 @@ class ModelGroup:
             )
             for name, m in state["members"].items()
         }
+        group.sprt = dict(state.get("sprt") or {})
+        group.router = state.get("router")
         if slot_def is not None:
             group._reconcile(slot_def)
+        if group.router is None or group.router.cfg != getattr(group.slot_def, "routing", None):
+            group.router = group._new_router()  # no routing saved, or the spec's routing changed
         return group
 
     def _reconcile(self, slot_def: ModelSlotDef) -> None:

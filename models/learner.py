@@ -86,6 +86,10 @@ class LearnOutput:
     metrics: dict[str, dict[str, float]] | None = None  # periodic: {model: {metric: value}}
     error: str | None = None  # why a bad example was not learned (dead-letter it)
     snapshot_due: bool = False  # a snapshot falls here (count or promotion); learn_one leaves it to the caller
+    # Routing decisions (models.router: canary steps, rollbacks, bandit shares) to announce, and whether
+    # the plan the workers serve changed (publish a record now).
+    decisions: list[dict[str, Any]] = field(default_factory=list)
+    plan_changed: bool = False
     alerts: tuple[DriftAlert, ...] = ()  # drift alerts raised by this example (concept drift, label shift)
     actions: tuple[Action, ...] = ()  # what the drift policy did about them (promote, reset_and_retrain, alert)
     group_changed: bool = False  # a promotion or a drift action changed the group: snapshot and announce now
@@ -202,10 +206,25 @@ class Learner:
         predictions = self.group.score_and_learn(example.features, y)
         self.offset = offset
         self._since_snapshot += 1
-        promotion = self.group.maybe_promote()
+        decisions: list[dict[str, Any]] = []
+        plan_changed = False
+        router = self.group.router
+        routed = router.observe(example, y, self.group.champion) if router is not None else None
+        if routed is not None:
+            decisions.extend(routed.decisions)
+            plan_changed = routed.plan_changed
+        if routed is not None and routed.promote is not None:
+            promotion: PromotionEvent | None = self.group.promote(routed.promote, reason="canary_passed")
+        else:
+            promotion = self.group.maybe_promote()
+            proposal = self.group.take_proposal()
+            if proposal is not None:
+                decisions.extend(proposal.decisions)
+                plan_changed = plan_changed or proposal.plan_changed
         alerts: tuple[DriftAlert, ...] = ()
         actions: tuple[Action, ...] = ()
-        changed = promotion is not None
+        # A promotion or a routing change of a canary (start, step, rollback) is snapshotted at once.
+        changed = promotion is not None or (plan_changed and any(d.get("kind") == "canary" for d in decisions))
         if self.supervisor is not None:
             watched = self.supervisor.on_example(
                 example.features, y, predictions, event_ts=example.event_ts, offset=offset
@@ -216,12 +235,17 @@ class Learner:
         if promotion is not None:
             promotion = replace(promotion, offset=offset)
             self.group.promotions[-1] = promotion
+        for d in decisions:
+            d.setdefault("offset", offset)
+            d.setdefault("event_ts", example.event_ts)
+            d.setdefault("examples_learned", self.group.examples_learned)
         # A changed group (promotion, retrained model) is snapshotted at once so predictors swap to it.
         due = changed or self._since_snapshot >= self.snapshot_every
         if due:
             self._since_snapshot = 0
         return LearnOutput(
             offset=offset, skipped=False, predictions=predictions, promotion=promotion, snapshot_due=due,
+            decisions=decisions, plan_changed=plan_changed,
             alerts=alerts, actions=actions, group_changed=changed,
         )
 

@@ -567,8 +567,29 @@ class Registry:
         blob = None if raw is None else raw[0]
         if raw is None or blob is None:
             raise SnapshotError(f"no champion record of {name!r} in the registry")
-        encoded = raw[1]
-        meta = _decode_meta(encoded, name, 0)
+        return self._open_record(name, _decode_meta(raw[1], name, 0), blob)
+
+    def open_record(self, name: str, meta: Mapping[str, Any], blob: bytes) -> tuple[Any, ModelMeta]:
+        """Verify and unpickle a champion record that came another way (inline in its announcement).
+
+        The same checks as :meth:`load_record`: signed with this registry's key, the bytes match the sha256.
+
+        >>> reg = Registry(InMemoryRegistryStore(), "k", clock=lambda: 5.0)
+        >>> rec = reg.publish("m", pickle.dumps("champion"), base=None, examples_learned=3, offset=2, champion="lr")
+        >>> reg.open_record("m", rec.to_dict(), pickle.dumps("champion"))[0]
+        'champion'
+        >>> reg.open_record("m", rec.to_dict(), pickle.dumps("forged"))  # doctest: +ELLIPSIS
+        Traceback (most recent call last):
+        ...
+        models.registry.SnapshotError: snapshot m@1 is tampered: its bytes do not match the sha256 ...
+        """
+        try:
+            parsed = ModelMeta.from_dict(meta)
+        except (TypeError, ValueError) as exc:
+            raise SnapshotError(f"champion record of {name!r} has unreadable metadata ({exc}); refusing it") from None
+        return self._open_record(name, parsed, blob)
+
+    def _open_record(self, name: str, meta: ModelMeta, blob: bytes) -> tuple[Any, ModelMeta]:
         if meta.name != name or meta.role != "champion":
             raise SnapshotError(f"champion record of {name!r} is tampered: it says {meta.ref} ({meta.role})")
         verify_snapshot(blob, meta, self._key)

@@ -26,6 +26,12 @@ there is one slot ``"default"`` whose champion is ``"lr"`` built by ``logistic_r
     margin = 0.01                     # the challenger must beat the champion by this much (metric units)
     window = 1000                     # ... over this many most recent examples
     min_examples = 1000               # ... and only after it was scored on this many
+    test = "margin"                   # or "sprt": a sequential test on the paired errors (models/sequential.py)
+    alpha = 0.05                      # sprt: the false-promotion rate you accept
+    beta = 0.05                       # sprt: the rate of missing a challenger better by `effect`
+    effect = 0.1                      # sprt: P(challenger right | the two disagree) = 0.5 + effect under H1
+    [models.routing]                  # who serves: champion (default), split, canary, bandit (models/routing.py)
+    kind = "champion"
 
 >>> import tomllib
 >>> raw = tomllib.loads('''
@@ -43,8 +49,11 @@ there is one slot ``"default"`` whose champion is ``"lr"`` built by ``logistic_r
 >>> [slot] = parse_models(raw["models"], "classification")
 >>> slot.slot, slot.champion.name, [c.name for c in slot.challengers]
 ('fraud', 'logistic_regression', ['hat'])
->>> slot.promotion
-PromotionConfig(metric='accuracy', margin=0.02, window=1000, min_examples=1000)
+>>> slot.promotion  # doctest: +NORMALIZE_WHITESPACE
+PromotionConfig(metric='accuracy', margin=0.02, window=1000, min_examples=1000, test='margin',
+                alpha=0.05, beta=0.05, effect=0.1)
+>>> slot.routing.kind
+'champion'
 >>> type(build_model(slot.challengers[0])).__name__
 'HoeffdingAdaptiveTreeClassifier'
 >>> parse_models(None, "regression")[0].champion.factory
@@ -61,6 +70,7 @@ from typing import Any
 from river import base
 
 from models.errors import FreshetError
+from models.routing import RoutingConfig, RoutingError, parse_routing
 
 __all__ = [
     "HIGHER_IS_BETTER",
@@ -112,6 +122,10 @@ class PromotionConfig:
     margin: float = 0.01
     window: int = 1000
     min_examples: int = 1000
+    test: str = "margin"  # "margin" (beat by margin over window) or "sprt" (models.sequential.PairedSPRT)
+    alpha: float = 0.05
+    beta: float = 0.05
+    effect: float = 0.1
 
 
 @dataclass(frozen=True)
@@ -125,6 +139,7 @@ class ModelSlotDef:
     promotion: PromotionConfig = field(default_factory=PromotionConfig)
     # Class scored as positive by F1 and ROC AUC; None: True for boolean labels, else multiclass metrics.
     positive: Any = None
+    routing: RoutingConfig = field(default_factory=RoutingConfig)
 
     @property
     def models(self) -> list[ModelDef]:
@@ -161,7 +176,7 @@ def _promotion(raw: Any, where: str, kind: str) -> PromotionConfig:
         raw = {}
     if not isinstance(raw, Mapping):
         raise ModelSpecError(f"{where} must be a table (metric, margin, window, min_examples)")
-    known = {"metric", "margin", "window", "min_examples"}
+    known = {"metric", "margin", "window", "min_examples", "test", "alpha", "beta", "effect"}
     unknown = set(raw) - known
     if unknown:
         raise ModelSpecError(f"{where} has unknown keys {sorted(unknown)}; allowed: {sorted(known)}")
@@ -176,7 +191,17 @@ def _promotion(raw: Any, where: str, kind: str) -> PromotionConfig:
         raise ModelSpecError(f"{where}: margin must be a number, window and min_examples integers") from None
     if margin < 0 or window < 1 or min_examples < 0:
         raise ModelSpecError(f"{where}: need margin >= 0, window >= 1 and min_examples >= 0")
-    return PromotionConfig(metric=metric, margin=margin, window=window, min_examples=min_examples)
+    test = raw.get("test", "margin")
+    if test not in ("margin", "sprt"):
+        raise ModelSpecError(f"{where}.test = {test!r}: use margin or sprt")
+    try:
+        alpha, beta, effect = (float(raw.get(k, d)) for k, d in (("alpha", 0.05), ("beta", 0.05), ("effect", 0.1)))
+    except (TypeError, ValueError):
+        raise ModelSpecError(f"{where}: alpha, beta and effect must be numbers") from None
+    if not (0 < alpha < 1 and 0 < beta < 1 and 0 < effect < 0.5):
+        raise ModelSpecError(f"{where}: need 0 < alpha < 1, 0 < beta < 1 and 0 < effect < 0.5")
+    return PromotionConfig(metric=metric, margin=margin, window=window, min_examples=min_examples, test=test,
+                           alpha=alpha, beta=beta, effect=effect)
 
 
 def parse_models(raw: Any, label_kind: str = "classification") -> list[ModelSlotDef]:
@@ -201,7 +226,7 @@ def parse_models(raw: Any, label_kind: str = "classification") -> list[ModelSlot
         where = f"[[models]] #{i + 1}"
         if not isinstance(entry, Mapping):
             raise ModelSpecError(f"{where} must be a table")
-        known = {"slot", "kind", "positive", "champion", "challengers", "promotion"}
+        known = {"slot", "kind", "positive", "champion", "challengers", "promotion", "routing"}
         unknown = set(entry) - known
         if unknown:
             raise ModelSpecError(f"{where} has unknown keys {sorted(unknown)}; allowed: {sorted(known)}")
@@ -226,10 +251,14 @@ def parse_models(raw: Any, label_kind: str = "classification") -> list[ModelSlot
         if dupes:
             raise ModelSpecError(f"{where}: model names must be unique within a slot; repeated: {dupes}")
         promotion = _promotion(entry.get("promotion"), f"{where} promotion", kind)
+        try:
+            routing = parse_routing(entry.get("routing"), slot, names, kind)
+        except RoutingError as exc:
+            raise ModelSpecError(str(exc)) from None
         slots.append(
             ModelSlotDef(
                 slot=slot, kind=kind, champion=champion, challengers=challengers, promotion=promotion,
-                positive=entry.get("positive"),
+                positive=entry.get("positive"), routing=routing,
             )
         )
     slot_names = [s.slot for s in slots]

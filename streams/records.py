@@ -55,9 +55,22 @@ class Prediction:
     staleness_examples: int | None = None
     staleness_s: float | None = None
     v: int = FORMAT_VERSION
+    # Routed slots only (issue 10, models/routing.py): which arm served it, its share in the plan, why
+    # (split, canary, bandit, champion, rollback, promoted), the experiment id and the plan's version.
+    arm: str | None = None
+    share: float | None = None
+    route: str | None = None
+    experiment: str | None = None
+    plan_version: int | None = None
 
     def to_dict(self) -> dict[str, Any]:
         # Written out rather than dataclasses.asdict: this runs once per prediction (asdict deep-copies).
+        if self.arm is not None:
+            return {**self._base_dict(), "arm": self.arm, "share": self.share, "route": self.route,
+                    "experiment": self.experiment, "plan_version": self.plan_version}
+        return self._base_dict()
+
+    def _base_dict(self) -> dict[str, Any]:
         return {
             "id": self.id,
             "entity": self.entity,
@@ -90,6 +103,11 @@ class Prediction:
             staleness_examples=d.get("staleness_examples"),
             staleness_s=d.get("staleness_s"),
             v=int(d.get("v", 1)),
+            arm=d.get("arm"),
+            share=d.get("share"),
+            route=d.get("route"),
+            experiment=d.get("experiment"),
+            plan_version=d.get("plan_version"),
         )
 
 

@@ -19,20 +19,11 @@ from pathlib import Path
 from typing import Any
 
 from streams.errors import FreshetError
+from streams.topics import TOPIC_NAMES
 
 # The spec used when FRESHET_SPEC_PATH is not set: the demo pipeline shipped in the repository.
 DEFAULT_SPEC_PATH = Path(__file__).resolve().parent.parent / "pipelines" / "demo.toml"
 
-TOPIC_NAMES = (
-    "events",
-    "labels",
-    "predictions",
-    "examples",
-    "model-versions",
-    "drift",
-    "metrics",
-    "dead-letter",
-)
 
 
 DEV_SIGNING_KEY = "freshet-dev-key-change-me"
@@ -87,6 +78,10 @@ class Settings:
     # A big model is republished at most every publish_cost_factor x (what publishing it cost), so a
     # worker is never asked to load versions faster than it can.
     publish_cost_factor: float = 20.0
+    # A champion record up to this size also travels inside its model-versions announcement, so a worker
+    # swaps it in without reading Redis (faster, and it still swaps while Redis is down); bigger ones are
+    # read from the registry. 0: never inline.
+    inline_record_max_bytes: int = 256 * 1024
     # The learner publishes online metrics (metrics topic, /metrics) at most this often (seconds), when the
     # stream goes idle, and on shutdown.
     metrics_every_s: float = 1.0

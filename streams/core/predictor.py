@@ -25,10 +25,14 @@ how many examples, and seconds, its version was behind the learner *as far as th
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
 from typing import Any
 
+from models.router import ArmsBundle
+from models.routing import initial_plan
 from models.spec import ModelSlotDef, build_model
+from streams.core.routed import RoutedSlot
 
 
 @dataclass(frozen=True)
@@ -49,6 +53,17 @@ class Predictor:
         }
         # slot -> (examples the learner has learned, epoch s since which it is ahead of the served version)
         self._learner: dict[str, tuple[int, float | None]] = {}
+        # Routed slots (issue 10): the arms' models and the plan; until a record comes, the spec's plan
+        # over untrained models (version 0).
+        self.routed: dict[str, RoutedSlot] = {}
+        self.breaches: list[dict[str, Any]] = []  # latency guard rollbacks to announce (taken by the serve step)
+        for s in slots:
+            if s.routing.kind != "champion":
+                plan = initial_plan(s.routing, s.slot, s.champion.name)
+                defs = {d.name: d for d in s.models}
+                models = {a: build_model(defs[a]) for a in plan.arms if a in defs}
+                models.setdefault(s.champion.name, self.models[s.slot].model)
+                self.routed[s.slot] = RoutedSlot(models, plan, 0, s.routing, s.champion.name)
 
     def swap(
         self,
@@ -58,6 +73,13 @@ class Predictor:
         examples_learned: int | None = None,
         published_ts: float | None = None,
     ) -> None:
+        if isinstance(model, ArmsBundle):  # a routed slot's record: every arm it serves, and the plan
+            version = label.rpartition("@")[2]
+            routed = self.routed.get(slot)
+            if routed is None:
+                routed = RoutedSlot(model.models, model.plan, int(version), self.slots[slot].routing, model.champion)
+            self.routed[slot] = routed.adopt(model.models, model.plan, int(version), model.champion)
+            model = model.models[model.champion]
         self.models[slot] = served = Served(model, label, self.slots[slot].kind, examples_learned, published_ts)
         known = self._learner.get(slot)
         if known is not None:
@@ -92,15 +114,55 @@ class Predictor:
         return examples, max(0.0, now_s - known[1])
 
     def predict(self, slot: str, x: dict[str, float]) -> tuple[Any, dict[str, float], str]:
-        """(prediction, probabilities keyed by class as text, "name@version")."""
+        """(prediction, probabilities keyed by class as text, "name@version").
+
+        A model that has learned nothing gives no prediction (``None``): a classifier has no probabilities
+        yet (River's rule), and a regressor would answer 0.0 whatever the input, the worst answer there is
+        (TrumpApproval's approval ratings are ~40), so it is held back the same way until the first trained
+        version is swapped in (the learner publishes it after its first example).
+
+        >>> from models.spec import parse_models
+        >>> p = Predictor(parse_models([], "regression"))
+        >>> p.predict("default", {"x": 1.0})[0] is None
+        True
+        >>> model = p.models["default"].model
+        >>> model.learn_one({"x": 1.0}, 40.0)
+        >>> p.swap("default", model, "linear@1", examples_learned=1)
+        >>> p.predict("default", {"x": 1.0})[0] > 0
+        True
+        """
         served = self.models[slot]
-        if served.kind == "regression":
-            return served.model.predict_one(x), {}, served.label
-        proba = served.model.predict_proba_one(x)
-        if not proba:
-            return None, {}, served.label
-        y = max(proba, key=proba.get)
-        return y, {_class_key(k): float(v) for k, v in proba.items()}, served.label
+        if served.kind == "regression" and served.examples_learned == 0:
+            return None, {}, served.label  # an untrained regressor says 0.0 for everything: not an answer
+        return (*_predict(served.model, served.kind, x), served.label)
+
+    def predict_routed(
+        self, slot: str, x: dict[str, float], entity: str, event_id: str
+    ) -> tuple[Any, dict[str, float], str, RoutedSlot | None, str | None]:
+        """Like :meth:`predict`, by the arm the slot's plan routes this event to.
+
+        Returns (prediction, probabilities, "arm@version", the routed slot or None, the arm or None).
+        """
+        routed = self.routed.get(slot)
+        if routed is None:
+            return (*self.predict(slot, x), None, None)
+        arm = routed.choose(entity, event_id)
+        started = time.perf_counter()
+        y, proba = _predict(routed.models[arm], self.models[slot].kind, x)
+        breach = routed.observe_latency(arm, time.perf_counter() - started)
+        if breach is not None:
+            self.breaches.append(breach)
+        return y, proba, routed.label(arm), routed, arm
+
+
+def _predict(model: Any, kind: str, x: dict[str, float]) -> tuple[Any, dict[str, float]]:
+    if kind == "regression":
+        return model.predict_one(x), {}
+    proba = model.predict_proba_one(x)
+    if not proba:
+        return None, {}
+    y = max(proba, key=proba.get)
+    return y, {_class_key(k): float(v) for k, v in proba.items()}
 
 
 def _class_key(c: Any) -> str:

@@ -48,7 +48,7 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from models.clock import Clock, system_clock
@@ -113,6 +113,7 @@ class ServeCounts:
     late: Counter[str] = field(default_factory=Counter)  # by late policy (drop, dead-letter)
     predictions: Counter[str] = field(default_factory=Counter)  # by slot
     dead_letters: Counter[tuple[str, str]] = field(default_factory=Counter)  # by (source topic, reason)
+    routed: Counter[tuple[str, str, str]] = field(default_factory=Counter)  # routed slots: by (slot, arm, route)
 
 
 @dataclass(slots=True)
@@ -229,7 +230,7 @@ class ServeStep:
             out.store_rows.append((checked.entity, values, checked.ts, rec.timestamp_s))
         id_key = checked.id.encode()
         for slot_name in self.slots:
-            y, proba, served = self.predictor.predict(slot_name, x)
+            y, proba, served, routed, arm = self.predictor.predict_routed(slot_name, x, checked.entity, checked.id)
             produced_ts = self.clock()
             stale_examples, stale_s = self.predictor.staleness(slot_name, produced_ts)
             pred = Prediction(
@@ -246,6 +247,14 @@ class ServeStep:
                 staleness_examples=stale_examples,
                 staleness_s=stale_s,
             )
+            if routed is not None and arm is not None:
+                plan = routed.plan
+                pred = replace(pred, arm=arm, share=plan.share(arm), route=plan.route, experiment=plan.experiment,
+                               plan_version=plan.version)
+                counts.routed[(slot_name, arm, plan.route)] += 1
+                if self.predictor.breaches:  # the canary's latency guard fired: announced on drift
+                    out.alerts.extend(self.predictor.breaches)
+                    self.predictor.breaches.clear()
             # Prediction → predictions (key: event id)
             out.predictions.append(
                 OutMessage("predictions", id_key, encode(pred.to_dict()), rec.timestamp_s, slot_name)

@@ -24,11 +24,11 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from datetime import datetime
 from typing import Any
 
 import orjson
 
+from streams.event_time import parse_event_time
 from streams.records import LabelRecord
 from streams.spec import EventSchema, LabelSchema
 
@@ -49,37 +49,6 @@ class Event:
 class Invalid:
     reason: str
     detail: str
-
-
-def parse_timestamp(value: Any) -> float:
-    """Epoch seconds from a number or an ISO-8601 string with a timezone; raises ValueError otherwise.
-
-    >>> parse_timestamp("2026-01-01T00:00:00+00:00")
-    1767225600.0
-    >>> parse_timestamp("2026-01-01T00:00:00")
-    Traceback (most recent call last):
-    ...
-    ValueError: timestamp '2026-01-01T00:00:00' has no timezone; add one (e.g. +00:00 or Z)
-    """
-    if isinstance(value, bool):
-        raise ValueError(f"timestamp {value!r} is a boolean")
-    if isinstance(value, int | float):
-        ts = float(value)
-    elif isinstance(value, str):
-        try:
-            parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
-        except ValueError:
-            raise ValueError(f"timestamp {value!r} is neither epoch seconds nor ISO-8601") from None
-        if parsed.tzinfo is None:
-            raise ValueError(f"timestamp {value!r} has no timezone; add one (e.g. +00:00 or Z)")
-        ts = parsed.timestamp()
-    else:
-        raise ValueError(f"timestamp {value!r} is neither epoch seconds nor ISO-8601")
-    if not math.isfinite(ts):
-        raise ValueError(f"timestamp {value!r} is not finite")
-    if ts < 0:
-        raise ValueError(f"timestamp {value!r} is negative")
-    return ts
 
 
 def _convert(name: str, type_: str, value: Any) -> FieldValue | Invalid:
@@ -163,7 +132,7 @@ def validate_event(data: bytes | None, schema: EventSchema, now_s: float) -> Eve
     if schema.time not in raw or raw[schema.time] is None:
         return Invalid("missing_field", f"required field {schema.time!r} (event time) is missing or null")
     try:
-        ts = parse_timestamp(raw[schema.time])
+        ts = parse_event_time(raw[schema.time])
     except ValueError as exc:
         return Invalid("bad_timestamp", str(exc))
     if ts > now_s + schema.max_future_s:
@@ -237,10 +206,38 @@ def validate_label(
             return Invalid("missing_time", "label has no event time in 'ts' (or set [label] missing_time)")
         raw_ts = arrival_s
     try:
-        ts = parse_timestamp(raw_ts)
+        ts = parse_event_time(raw_ts)
     except ValueError as exc:
         return Invalid("bad_timestamp", str(exc))
     return LabelRecord(id=str(event_id), label=value, ts=ts)
+
+
+def label_problem(value: Any, schema: LabelSchema) -> str:
+    """Why ``value`` cannot be a label of ``schema`` ('' when it can): the check of the worker's join, for
+    the learner to repeat on what it reads from ``examples`` (anyone may write there).
+
+    >>> label_problem(2, LabelSchema(classes=(True, False)))
+    "label 2 is not one of the spec's classes [True, False]"
+    >>> label_problem({"y": 1}, LabelSchema()), label_problem(True, LabelSchema(classes=(True, False)))
+    ('a label must be a class or a number, got dict', '')
+    """
+    if isinstance(value, bool | int | float | str):
+        return _bad_label(value, schema)
+    return f"a label must be a class or a number, got {type(value).__name__}"
+
+
+def example_problem(features: Any) -> str:
+    """Why logged features cannot be learned ('' when they can): a mapping of names to scalars or None.
+
+    >>> example_problem({"x1": 0.5, "seg": "a", "n": None}), example_problem({"x1": [1]})
+    ('', "feature 'x1' is a list, not a number, a string or null")
+    """
+    if not isinstance(features, dict):
+        return f"features must be an object, got {type(features).__name__}"
+    for name, value in features.items():
+        if value is not None and not isinstance(value, int | float | str):
+            return f"feature {name!r} is a {type(value).__name__}, not a number, a string or null"
+    return ""
 
 
 def _bad_label(value: bool | int | float | str, schema: LabelSchema) -> str:

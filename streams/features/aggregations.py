@@ -276,7 +276,12 @@ class Sum(AggregationBase):
         return Kernel(init="{a} = 0.0", merge="{a} += s", add="{a} += v", state="{a}", result="float({a})")
 
 class _Moments(AggregationBase):
-    """Count, mean and sum of squared deviations ``[n, mean, m2]``: Welford's update, Chan's merge."""
+    """Count, sum and sum of squared deviations ``[n, sum, m2]``: Welford's update, Chan's merge.
+
+    The mean is ``sum / n``, not a running mean: a running mean's update leaves rounding residue (about
+    1e-17) where the values cancel exactly, e.g. ``[0, -1, 1]`` merged across tiles, and a ``ratio`` over
+    such a mean then divides by 1e-17 instead of giving its default (the equivalence test's event 38).
+    """
 
     state_key = "moments"
 
@@ -284,11 +289,11 @@ class _Moments(AggregationBase):
         return [0, 0.0, 0.0]
 
     def add(self, state: list[Any], value: float, t_s: float) -> list[Any]:
-        n, mean, m2 = state
+        n, total, m2 = state
+        delta = value - (total / n if n else 0.0)
         n += 1
-        delta = value - mean
-        mean += delta / n
-        return [n, mean, m2 + delta * (value - mean)]
+        total += value
+        return [n, total, m2 + delta * (value - total / n)]
 
     def merge(self, a: list[Any], b: list[Any]) -> list[Any]:
         na, nb = a[0], b[0]
@@ -297,8 +302,8 @@ class _Moments(AggregationBase):
         if not na:
             return b
         n = na + nb
-        delta = b[1] - a[1]
-        return [n, a[1] + delta * nb / n, a[2] + b[2] + delta * delta * na * nb / n]
+        delta = b[1] / nb - a[1] / na
+        return [n, a[1] + b[1], a[2] + b[2] + delta * delta * na * nb / n]
 
 
     def _kernel(self, result: str) -> Kernel:
@@ -309,13 +314,13 @@ class _Moments(AggregationBase):
                 "if nb:\n"
                 "    if {a}n:\n"
                 "        n = {a}n + nb\n"
-                "        d = s[1] - {a}m\n"
-                "        {a}m, {a}q = {a}m + d * nb / n, {a}q + s[2] + d * d * {a}n * nb / n\n"
+                "        d = s[1] / nb - {a}m / {a}n\n"
+                "        {a}m, {a}q = {a}m + s[1], {a}q + s[2] + d * d * {a}n * nb / n\n"
                 "        {a}n = n\n"
                 "    else:\n"
                 "        {a}n, {a}m, {a}q = nb, s[1], s[2]"
             ),
-            add="{a}n += 1\nd = v - {a}m\n{a}m += d / {a}n\n{a}q += d * (v - {a}m)",
+            add="d = v - ({a}m / {a}n if {a}n else 0.0)\n{a}n += 1\n{a}m += v\n{a}q += d * (v - {a}m / {a}n)",
             state="[{a}n, {a}m, {a}q]",
             result=result,
         )
@@ -331,11 +336,11 @@ class Mean(_Moments):
     name = "mean"
 
     def result(self, state: list[Any]) -> float | None:
-        return float(state[1]) if state[0] else None
+        return float(state[1] / state[0]) if state[0] else None
 
 
     def kernel(self) -> Kernel:
-        return self._kernel("(float({a}m) if {a}n else None)")
+        return self._kernel("(float({a}m / {a}n) if {a}n else None)")
 
 class Variance(_Moments):
     """Variance with ``ddof`` delta degrees of freedom (1: sample, the pandas/River default; 0: population).

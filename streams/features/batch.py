@@ -5,8 +5,12 @@
 * :func:`features_as_of` — per entity, the features as of one time (``engine.read`` after the log).
 * :func:`backfill` — CSV or Parquet in, Parquet out, column names from the pipeline spec.
 
-The log's row order is its arrival order (the order the stream would read it); sort by time first if
-your file is not in log order (``sort_by_time=True``). A row's features aggregate, per feature, the
+The log's row order is its arrival order (the order the stream read it: a file's rows, a topic dump's
+Kafka order), so by default the features are what the stream served, out-of-order and late events
+included, with the same grace and late flags (``order="arrival"``). ``order="time"`` processes the rows
+in event-time order instead (parsed times, not the raw column: ISO strings in several offsets sort
+wrongly as text), as if every event had arrived on time. Either way the output keeps the input's row
+order. A row's features aggregate, per feature, the
 earlier-or-same rows of its entity whose event time is at or before the row's, inside the window that
 answers "as of" the row's time, and that were not late (behind that entity's running maximum event time
 by more than the grace). See :mod:`streams.features.engine` for the full definition; a property test
@@ -48,13 +52,13 @@ from __future__ import annotations
 import math
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, replace
-from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
+from streams.event_time import parse_event_time
 from streams.features.aggregations import (
     MAX_ABS,
     Aggregation,
@@ -91,7 +95,7 @@ def training_set(
     entity: str = "entity",
     time: str = "ts",
     attributes: pd.DataFrame | Mapping[str, Mapping[str, Any]] | None = None,
-    sort_by_time: bool = False,
+    order: str = "arrival",
     max_pairs: int = MAX_PAIRS_PER_CHUNK,
     method: str = "auto",
 ) -> pd.DataFrame:
@@ -110,9 +114,8 @@ def training_set(
     if method not in ("auto", "pairs", "replay"):
         raise ValueError(f"method = {method!r}: use 'auto', 'pairs' or 'replay'")
     defs = _defs(defs)
-    log = events.sort_values(time, kind="stable") if sort_by_time else events
-    log = log.reset_index(drop=True)
-    _check_columns(defs, log, entity, time)
+    _check_columns(defs, events, entity, time)
+    log, back = _in_order(events, time, order)
     prepared = _Prepared(log, entity, time, defs)
     ok = ~prepared.invalid
     queries = _Queries(
@@ -149,7 +152,22 @@ def training_set(
     late_full[ok] = late
     out["_late"] = late_full
     out["_invalid"] = prepared.invalid
-    return out
+    return out if back is None else out.iloc[back].reset_index(drop=True)
+
+
+ORDERS = ("arrival", "time")
+
+
+def _in_order(events: pd.DataFrame, time: str, order: str) -> tuple[pd.DataFrame, np.ndarray | None]:
+    """The log in the order it is processed, and the permutation that gives back the input's order."""
+    if order not in ORDERS:
+        raise ValueError(f"order = {order!r}: use one of {ORDERS}")
+    log = events.reset_index(drop=True)
+    if order == "arrival":
+        return log, None
+    us, _ = event_times_us(log[time])
+    by_time = np.argsort(us, kind="stable")
+    return log.iloc[by_time].reset_index(drop=True), np.argsort(by_time, kind="stable")
 
 
 def features_as_of(
@@ -160,7 +178,7 @@ def features_as_of(
     entity: str = "entity",
     time: str = "ts",
     attributes: pd.DataFrame | Mapping[str, Mapping[str, Any]] | None = None,
-    sort_by_time: bool = False,
+    order: str = "arrival",
     max_pairs: int = MAX_PAIRS_PER_CHUNK,
 ) -> pd.DataFrame:
     """Per entity of the log, every feature as of ``as_of_s`` (epoch seconds), from the whole log.
@@ -172,9 +190,8 @@ def features_as_of(
     if not isinstance(as_of_s, int | float) or not math.isfinite(as_of_s):
         raise ValueError(f"as_of_s must be finite epoch seconds, got {as_of_s!r}")
     defs = _defs(defs)
-    log = events.sort_values(time, kind="stable") if sort_by_time else events
-    log = log.reset_index(drop=True)
-    _check_columns(defs, log, entity, time)
+    _check_columns(defs, events, entity, time)
+    log, _ = _in_order(events, time, order)
     prepared = _Prepared(log, entity, time, defs)
     n_ent = len(prepared.entity_values)
     t_q = round(as_of_s * US_PER_S)
@@ -202,14 +219,15 @@ def backfill(
     *,
     as_of_s: float | None = None,
     attributes_path: str | Path | None = None,
-    sort_by_time: bool = False,
+    order: str = "arrival",
 ) -> int:
     """Compute the spec's features over a CSV or Parquet event log and write Parquet.
 
     ``spec``: a :class:`streams.spec.PipelineSpec` or a path to its TOML file. Without ``as_of_s`` the
     output is the training set (every input row plus its features, ``_late``, ``_invalid``); with it, one
     row per entity as of that time. ``attributes_path``: CSV/Parquet with the entity column and one
-    column per attribute. Returns the number of rows written.
+    column per attribute. ``order``: ``"arrival"`` (the file's row order, as the stream read it: the
+    features the worker served) or ``"time"`` (see the module docstring). Returns the number of rows written.
     """
     from streams.spec import PipelineSpec
 
@@ -222,10 +240,10 @@ def backfill(
         attributes = read_table(attributes_path)
     ent, tcol = spec.event.entity, spec.event.time
     if as_of_s is None:
-        out = training_set(defs, events, entity=ent, time=tcol, attributes=attributes, sort_by_time=sort_by_time)
+        out = training_set(defs, events, entity=ent, time=tcol, attributes=attributes, order=order)
     else:
         out = features_as_of(
-            defs, events, as_of_s, entity=ent, time=tcol, attributes=attributes, sort_by_time=sort_by_time
+            defs, events, as_of_s, entity=ent, time=tcol, attributes=attributes, order=order
         ).reset_index()
     output_path = Path(output_path)
     output_path.parent.mkdir(parents=True, exist_ok=True)
@@ -266,14 +284,21 @@ def _check_columns(defs: list[FeatureDef], log: pd.DataFrame, entity: str, time:
 def event_times_us(series: pd.Series) -> tuple[np.ndarray, np.ndarray]:
     """Event times as integer microseconds, and a mask of rows whose time is unusable.
 
-    Numbers are epoch seconds; datetimes must be timezone-aware; strings must be ISO-8601 with an offset.
+    The rules are :func:`streams.event_time.parse_event_time`'s (the stream's): numbers are epoch seconds,
+    datetimes timezone-aware, strings ISO-8601 with an offset; a value it refuses makes its row invalid.
+    A column of naive datetimes is refused as a whole (localize it).
     """
     if isinstance(series.dtype, pd.DatetimeTZDtype):
         ns = series.dt.tz_convert("UTC").dt.as_unit("ns")
-        invalid = ns.isna().to_numpy()
+        invalid = ns.isna().to_numpy().copy()
         us = np.where(invalid, 0, ns.to_numpy(dtype="datetime64[ns]").astype(np.int64) // 1000)
-        # As the stream sees it: seconds as a float, then back to microseconds.
+        # As the stream sees it: seconds as a float (datetime.timestamp(): exact microseconds / 10**6, one
+        # rounding), then back to microseconds. numpy's int64 → float64 rounds first beyond 2**53 µs (2255).
         seconds = us / US_PER_S
+        big = np.abs(us) > 2**53
+        if big.any():
+            seconds[big] = [int(u) / 1_000_000 for u in us[big]]
+        invalid |= (seconds < 0) | (seconds > MAX_EVENT_TIME_S)  # as parse_event_time refuses them
         return np.rint(seconds * US_PER_S).astype(np.int64), invalid
     if pd.api.types.is_datetime64_dtype(series.dtype):
         raise ValueError(
@@ -285,32 +310,17 @@ def event_times_us(series: pd.Series) -> tuple[np.ndarray, np.ndarray]:
     else:
         seconds = np.array([_parse_time(v) for v in series], dtype=float)
     with np.errstate(invalid="ignore"):
-        invalid = ~np.isfinite(seconds) | (np.abs(seconds) > MAX_EVENT_TIME_S)
+        invalid = ~np.isfinite(seconds) | (seconds < 0) | (seconds > MAX_EVENT_TIME_S)
     seconds = np.where(invalid, 0.0, seconds)
     return np.rint(seconds * US_PER_S).astype(np.int64), invalid
 
 
 def _parse_time(value: Any) -> float:
-    if isinstance(value, bool):
+    """One value of an object column through the stream's parser (NaN where the stream dead-letters it)."""
+    try:
+        return parse_event_time(value)
+    except ValueError:
         return math.nan
-    if isinstance(value, int | float):
-        return float(value)
-    if isinstance(value, str):
-        try:
-            dt = datetime.fromisoformat(value)
-        except ValueError:
-            try:
-                return float(value)
-            except ValueError:
-                return math.nan
-        if dt.tzinfo is None:
-            raise ValueError(f"event time {value!r} has no timezone offset; add one (e.g. +00:00 or Z)")
-        return dt.timestamp()
-    if isinstance(value, pd.Timestamp | datetime):
-        if value.tzinfo is None:
-            raise ValueError(f"event time {value!r} is a naive datetime; make it timezone-aware")
-        return value.timestamp()
-    return math.nan
 
 
 @dataclass

@@ -78,7 +78,7 @@ from streams.features.windows import MAX_EVENT_TIME_S, MAX_EVENT_TIME_US, US_PER
 
 # The per-entity state: [layout fingerprint, watermark_us, pending events per grace..., tiles per window...].
 FeatureState = list[Any]
-_STATE_VERSION = 1
+_STATE_VERSION = 2  # 2: moments hold [n, sum, m2] (a stored state of version 1 is reset, counted)
 
 
 class FeatureInputError(FreshetError, ValueError):

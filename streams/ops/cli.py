@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
-from typing import Any
 
 import click
 
@@ -309,16 +308,26 @@ def features_get(c: Context, entity: str) -> None:
     default=None,
     help="CSV/Parquet of static entity attributes.",
 )
+@click.option(
+    "--order",
+    type=click.Choice(["arrival", "time"]),
+    default="arrival",
+    show_default=True,
+    help="arrival: the file's row order, as the stream read it (the features it served, late events "
+    "included); time: by parsed event time, as if every event had come on time. Rows come out in input order.",
+)
 @pass_ctx
-def backfill(c: Context, input_path: Path, output_path: Path, as_of: str | None, attributes: Path | None) -> None:
+def backfill(
+    c: Context, input_path: Path, output_path: Path, as_of: str | None, attributes: Path | None, order: str
+) -> None:
     """Compute the spec's features over a CSV/Parquet event log with pandas; write Parquet."""
-    from streams.core.validate import parse_timestamp
+    from streams.event_time import parse_event_time
     from streams.features.batch import backfill as run_backfill
 
     as_of_s = None
     if as_of is not None:
         try:
-            as_of_s = parse_timestamp(float(as_of) if as_of.replace(".", "", 1).isdigit() else as_of)
+            as_of_s = parse_event_time(float(as_of) if as_of.replace(".", "", 1).isdigit() else as_of)
         except ValueError as exc:
             _fail(f"--as-of: {exc}")
     progress(f"computing {c.settings.spec_file.name}'s features over {input_path} with pandas...")
@@ -328,7 +337,7 @@ def backfill(c: Context, input_path: Path, output_path: Path, as_of: str | None,
         output_path,
         as_of_s=as_of_s,
         attributes_path=attributes,
-        sort_by_time=True,
+        order=order,
     )
     click.echo(f"wrote {n} rows to {output_path}")
 
@@ -346,6 +355,7 @@ def warm_start_cmd(c: Context, events_path: Path, labels_path: Path, slot: str |
     from streams.core.partitions import partition_for
     from streams.ops.readers import end_offsets
     from streams.ops.warmstart import warm_start_slot
+    from streams.runtime.announce import announce_pointer
     from streams.runtime.connections import open_registry
     from streams.runtime.learner_loop import load_slots
 
@@ -367,7 +377,7 @@ def warm_start_cmd(c: Context, events_path: Path, labels_path: Path, slot: str |
             examples_end_offset=end,
             rolling_window=c.settings.rolling_window,
         )
-        _announce(c.settings, slot_def.slot, meta, "warm_start")
+        announce_pointer(c.settings, registry, slot_def.slot, meta, "warm_start")
         click.echo(
             f"{meta.ref}: learned {meta.examples_learned} historic examples; the learner goes on from "
             f"examples offset {meta.offset + 1}"
@@ -403,31 +413,18 @@ def models_list(c: Context, slot: str | None) -> None:
             )
 
 
-def _announce(settings: Settings, slot: str, meta: Any, action: str) -> None:
-    import orjson
-
-    from producers.publish import make_producer
-
-    producer = make_producer(settings)
-    producer.send(
-        settings.topic("model-versions"),
-        key=slot.encode(),
-        value=orjson.dumps({"v": 1, **meta.to_dict(), "action": action}),
-    )
-    producer.flush(timeout=30)
-    producer.close()
-
-
 @models.command("promote")
 @click.argument("slot")
 @click.argument("version", type=int)
 @pass_ctx
 def models_promote(c: Context, slot: str, version: int) -> None:
     """Serve VERSION of SLOT (predictors hot-swap; the learner continues from it)."""
+    from streams.runtime.announce import announce_pointer
     from streams.runtime.connections import open_registry
 
-    meta = open_registry(c.settings).set_current(slot, version)
-    _announce(c.settings, slot, meta, "promote")
+    registry = open_registry(c.settings)
+    meta = registry.set_current(slot, version)
+    announce_pointer(c.settings, registry, slot, meta, "promote")
     click.echo(f"{slot} now serves {meta.ref}")
 
 
@@ -436,10 +433,12 @@ def models_promote(c: Context, slot: str, version: int) -> None:
 @pass_ctx
 def models_rollback(c: Context, slot: str) -> None:
     """Serve the current version's parent again (predictors hot-swap; the learner continues from it)."""
+    from streams.runtime.announce import announce_pointer
     from streams.runtime.connections import open_registry
 
-    meta = open_registry(c.settings).rollback(slot)
-    _announce(c.settings, slot, meta, "rollback")
+    registry = open_registry(c.settings)
+    meta = registry.rollback(slot)
+    announce_pointer(c.settings, registry, slot, meta, "rollback")
     click.echo(f"{slot} rolled back to {meta.ref}")
 
 

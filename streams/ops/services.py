@@ -29,7 +29,8 @@ from pathlib import Path
 from typing import Any, TypedDict
 
 from streams.errors import FreshetError
-from streams.settings import TOPIC_NAMES, Settings
+from streams.settings import Settings
+from streams.topics import TOPIC_BY_NAME
 
 # A KRaft cluster id is 16 bytes in URL-safe base64. One fixed id is enough: every local broker is
 # a single-node cluster of its own, in its own data directory.
@@ -39,7 +40,6 @@ KAFKA_START_TIMEOUT_S = 90.0
 REDIS_START_TIMEOUT_S = 15.0
 STOP_TIMEOUT_S = 30.0
 # Compacted so the latest version of each model survives retention; the other topics are plain logs.
-TOPIC_CONFIGS: dict[str, dict[str, str]] = {"model-versions": {"cleanup.policy": "compact"}}
 
 _LOCAL_HOSTS = {"127.0.0.1", "localhost", "::1", "0.0.0.0"}
 _POM = Path(__file__).resolve().parents[2] / "deploy" / "kafka" / "pom.xml"
@@ -521,7 +521,8 @@ def _redis_ping(host: str, port: int) -> bool:
 
 
 def start_redis(settings: Settings) -> bool:
-    """Start ``redis-server`` on ``redis_port`` (no persistence); False when something already listens.
+    """Start ``redis-server`` on ``redis_port`` (append-only file, fsync every second: the registry survives
+    a restart); False when something already listens.
 
     Installs Debian's ``redis-server`` with apt-get when it is missing and we run as root.
     """
@@ -539,7 +540,9 @@ def start_redis(settings: Settings) -> bool:
         home = redis_dir(settings)
         home.mkdir(parents=True, exist_ok=True)
         log = _log_file(settings, "redis")
-        cmd = [server, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
+        # The append-only file (fsync every second) keeps the model registry across a Redis restart.
+        cmd = [server, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "yes",
+               "--appendfsync", "everysec",
                "--daemonize", "no", "--dir", str(home)]  # fmt: skip
         proc = _spawn(cmd, log, home, _pid_file(settings, "redis"))
         deadline = time.monotonic() + REDIS_START_TIMEOUT_S
@@ -639,16 +642,17 @@ def services_status(settings: Settings, *, monitoring: bool = False) -> dict[str
 
 
 def ensure_topics(settings: Settings, partitions: int | None = None, timeout_s: float = 30.0) -> None:
-    """Create freshet's topics (``settings.topic(n)`` for every name in ``TOPIC_NAMES``) if missing.
+    """Create freshet's topics (``settings.topic(n)`` for every one of :data:`streams.topics.TOPICS`) if missing.
 
-    Replication 1, ``partitions`` (default ``settings.partitions``), ``model-versions`` compacted.
+    Replication 1, ``partitions`` (default ``settings.partitions``), each with its ``config`` (``model-versions``
+    compacted).
     Returns once every topic has a leader for each partition.
     """
     from kafka.admin import KafkaAdminClient, NewTopic
     from kafka.errors import KafkaError, TopicAlreadyExistsError
 
     count = settings.partitions if partitions is None else partitions
-    wanted = {settings.topic(name): TOPIC_CONFIGS.get(name, {}) for name in TOPIC_NAMES}
+    wanted = {settings.topic(name): dict(t.config) for name, t in TOPIC_BY_NAME.items()}
     unreachable = ServiceError(
         f"Kafka is not reachable at {settings.kafka_bootstrap}: start it "
         "or fix FRESHET_KAFKA_HOST/FRESHET_KAFKA_PORT"

@@ -21,7 +21,7 @@ from models.registry import ModelMeta, Registry
 from models.spec import ModelSlotDef
 from models.warm_start import warm_start
 from streams.core.inputs import model_input
-from streams.core.validate import parse_timestamp
+from streams.event_time import parse_event_time
 from streams.features.batch import read_table, training_set
 from streams.spec import PipelineSpec
 
@@ -46,7 +46,8 @@ def training_frame(spec: PipelineSpec, events: pd.DataFrame, labels: pd.DataFram
     """
     ev = spec.event
     defs = list(spec.features)
-    with_features = training_set(defs, events, entity=ev.entity, time=ev.time, sort_by_time=True)
+    # The features as the stream served them: the log in its arrival order (streams.features.batch).
+    with_features = training_set(defs, events, entity=ev.entity, time=ev.time)
     usable = with_features[~with_features["_invalid"]]
     names = [d.name for d in defs]
     field_names = [f for f, t in ev.fields.items() if t != "str"]
@@ -55,7 +56,7 @@ def training_frame(spec: PipelineSpec, events: pd.DataFrame, labels: pd.DataFram
         fields = {f: record.get(f) for f in field_names}
         feats = {n: (None if pd.isna(record[n]) else float(record[n])) for n in names}
         x = model_input({k: v for k, v in fields.items() if v is not None and not pd.isna(v)}, feats)
-        rows.append({"_id": str(record[ev.id]), "_ts": parse_timestamp(record[ev.time]), **x})
+        rows.append({"_id": str(record[ev.id]), "_ts": parse_event_time(record[ev.time]), **x})
     frame = pd.DataFrame(rows)
     columns = [c for c in frame.columns if c not in ("_id", "_ts")]
     lab = labels.rename(columns={"id": "_id"})[["_id", "label"]].copy()

@@ -37,6 +37,8 @@ from streams.runtime.connections import open_store
 from streams.runtime.hot_swap import follow_versions
 from streams.runtime.kafka_io import ProducerSender, Sender, Wire, ensure_compacted, grouped_consumer, producer
 from streams.runtime.metrics import Metrics
+from streams.runtime.outage import StoreHeld, holding_store
+from streams.runtime.routing_io import count_routed
 from streams.runtime.state import ChangelogState, restore_consumer, restore_from_kafka
 from streams.runtime.store import OnlineStore, latest_per_entity
 from streams.settings import Settings
@@ -72,15 +74,16 @@ class Runtime:
         """``store`` defaults to the Redis online store of the settings (tests pass an in-memory one)."""
         spec = spec or PipelineSpec.load(settings.spec_file)
         slots = list(spec.models)
+        metrics = Metrics(registry)
         return cls(
             settings=settings,
             spec=spec,
-            metrics=Metrics(registry),
+            metrics=metrics,
             engine=FeatureEngine(spec.features),
             slots=slots,
             predictor=Predictor(slots),
             drift=spec.drift,
-            store=store if store is not None else open_store(settings),
+            store=store if store is not None else holding_store(open_store(settings), metrics),
         )
 
 
@@ -201,7 +204,8 @@ def create_app(rt: Runtime, sender: Sender | None = None) -> faust.App:
 
     @app.timer(interval=0.05)
     async def flush_online_store() -> None:
-        if not rt.store_buffer or rt.store is None:
+        held: int = getattr(rt.store, "pending", 0)  # rows held through an outage are retried
+        if rt.store is None or not (rt.store_buffer or held):
             return
         rows = rt.store_buffer[:]
         rt.store_buffer.clear()  # the loop appends to this same list
@@ -210,8 +214,9 @@ def create_app(rt: Runtime, sender: Sender | None = None) -> faust.App:
                 None, rt.store.write_many, latest_per_entity((e, v, ts) for e, v, ts, _ in rows)
             )
         except Exception as exc:  # the online store is auxiliary: an outage never stops serving
-            m.store_errors.inc()
-            log.warning("online store write of %d rows failed (dropped): %s", len(rows), exc)
+            if not isinstance(exc, StoreHeld):  # held: waiting to retry (streams/runtime/outage.py)
+                m.store_errors.inc()
+                log.warning("online store write of %d rows failed: %s", len(rows), exc)
             return
         now = time.time()
         for *_, ingest_ts in rows:
@@ -300,6 +305,8 @@ class BoundCounters:
             self.m.feature_resets.inc(c.reset_states)
         for alert in out.alerts:
             self.m.record_alert(alert)
+        if c.routed:
+            count_routed(self.m, c.routed)
 
     def joined(self, out: JoinOutput, waiting_predictions: int) -> None:
         """Counts and served metrics of one sent batch of the join agent."""

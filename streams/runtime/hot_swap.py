@@ -14,18 +14,23 @@ Every announcement also tells the predictor how far the learner is (staleness, s
 from __future__ import annotations
 
 import asyncio
+import base64
+import binascii
 import contextlib
+import functools
 import logging
 import time
 from typing import Any
 
 from models.champion import ModelGroup
 from models.registry import Registry, SnapshotError
+from models.router import serving_model
 from models.spec import ModelSlotDef
 from streams.core.predictor import Predictor
 from streams.records import decode
 from streams.runtime.connections import open_registry
 from streams.runtime.metrics import Metrics
+from streams.runtime.routing_io import export_routing
 from streams.settings import Settings
 
 log = logging.getLogger("freshet.worker")
@@ -68,6 +73,45 @@ class VersionFollower:
             if isinstance(examples, int):
                 self.predictor.note_learner(slot, examples, float(announcement.get("created_ts") or time.time()))
 
+    def offer(self, slot: str, announcement: Any) -> bool:
+        """Swap in a champion record that came inline in its announcement (``blob_b64``), if it may be served.
+
+        Returns whether the announcement was dealt with; ``False``: call :meth:`refresh` (no inline record, an
+        older version, or one that does not descend from the current pointer). Redis is read once, for the
+        current pointer; while it is down the pointer last seen stands, so new versions still reach serving.
+        """
+        if not isinstance(announcement, dict) or slot not in self.slots:
+            return False  # unreadable (junk on model-versions): the registry is looked at instead
+        encoded = announcement.get("blob_b64")
+        if announcement.get("kind") != "record" or not isinstance(encoded, str):
+            return False
+        try:
+            current = self.registry.current_version(slot)
+        except Exception as exc:
+            if not _unreachable(exc):
+                raise
+            current = self._pointer.get(slot)
+        version = announcement.get("version")
+        if announcement.get("parent") != current or not isinstance(version, int):
+            return False
+        if version <= self.served_version(slot):
+            return False
+        started = time.perf_counter()
+        meta_fields = {k: v for k, v in announcement.items() if k not in ("v", "kind", "snapshot", "blob_b64")}
+        try:
+            blob = base64.b64decode(encoded, validate=True)
+            model, meta = self.registry.open_record(slot, meta_fields, blob)
+        except (SnapshotError, binascii.Error, ValueError) as exc:
+            self._refuse(slot, f"inline record refused: {exc}"[:300])
+            return False  # the registry is the truth: look there
+        except Exception as exc:  # verified but does not load
+            self._refuse(slot, f"the version does not load: {exc!r}"[:300])
+            return False
+        self._swap(slot, model, meta.champion or "?", meta.version, meta.examples_learned, meta.created_ts,
+                   time.perf_counter() - started, meta.size_bytes)
+        self._pointer[slot] = current
+        return True
+
     def refresh(self, slot: str) -> bool:
         """Swap in the slot's newest servable version if it is not served yet; returns whether it swapped."""
         try:
@@ -96,7 +140,7 @@ class VersionFollower:
             self._pointer[slot] = current
             if meta.version == served:
                 return False
-            self._swap(slot, group.model(), group.champion, meta.version, meta.examples_learned, meta.created_ts,
+            self._swap(slot, serving_model(group), group.champion, meta.version, meta.examples_learned, meta.created_ts,
                        time.perf_counter() - started, meta.size_bytes)
             return True
         except SnapshotError as exc:
@@ -170,18 +214,25 @@ async def follow_versions(
             loaded.set()
         while True:
             batches = await consumer.getmany(timeout_ms=250)
-            announced: set[str] = set()
+            announced: dict[str, Any] = {}  # slot -> its latest announcement in this batch (None: unreadable)
             for records in batches.values():
                 for r in records:
                     if r.value is None:
                         continue
                     slot = (r.key or b"").decode("utf-8", "replace")  # junk keys name no slot: ignored
-                    announced.add(slot)
+                    announced[slot] = None
                     with contextlib.suppress(ValueError, TypeError):  # not ours: still a reason to look again
-                        follower.note(slot, decode(r.value))
-            for slot in announced & follower.slots.keys():
-                await loop.run_in_executor(None, follower.refresh, slot)
+                        announced[slot] = decode(r.value)
+                        follower.note(slot, announced[slot])
+            for slot in announced.keys() & follower.slots.keys():
+                swap = functools.partial(follower.offer, slot, announced[slot])
+                try:
+                    if not await loop.run_in_executor(None, swap):
+                        await loop.run_in_executor(None, follower.refresh, slot)
+                except Exception as exc:  # an announcement that breaks the follower: never a worker crash
+                    follower._refuse(slot, f"announcement not handled: {exc!r}"[:300])
             follower.export_staleness(time.time())
+            export_routing(metrics, predictor)
     finally:
         await consumer.stop()
 

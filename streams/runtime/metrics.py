@@ -93,6 +93,22 @@ class Metrics:
             "Online-store writes that failed (the batch of rows is dropped; serving goes on)",
             registry=r,
         )
+        self.store_dropped = Counter(
+            "freshet_online_store_dropped_rows_total",
+            "Feature rows held through an online-store outage and dropped (more entities than the hold keeps)",
+            registry=r,
+        )
+        self.store_up = Gauge(
+            "freshet_store_up",
+            "1 while the auxiliary store answers (store: online, registry), 0 during an outage",
+            ["store"],
+            registry=r,
+        )
+        self.log_suppressed = Counter(
+            "freshet_log_lines_suppressed_total",
+            "Log lines of a kind already logged in the last interval, left out (rate-limited logging)",
+            registry=r,
+        )
         self.feature_expired = Counter(
             "freshet_feature_state_expired_total",
             "Entity states deleted because every window and grace ended (event time)",
@@ -182,6 +198,31 @@ class Metrics:
             "Last drift statistic (PSI, KS, detector estimate)",
             ["kind", "subject", "statistic"],
             registry=r,
+        )
+        # Routing (issue 10): A/B splits, canaries, bandits
+        self.routed_predictions = Counter(
+            "freshet_routed_predictions_total", "Predictions of a routed slot, by the arm (model) that served them",
+            ["slot", "arm", "route"], registry=r,
+        )
+        self.arm_share = Gauge(
+            "freshet_arm_share", "Share of a routed slot's traffic each arm has in the plan served now",
+            ["slot", "arm", "experiment"], registry=r,
+        )
+        self.arm_metric = Gauge(
+            "freshet_arm_metric", "Served metrics per arm per experiment, from the joined labels (learner)",
+            ["slot", "experiment", "arm", "metric", "scope"], registry=r,
+        )
+        self.arm_predict_seconds = Gauge(
+            "freshet_arm_predict_seconds", "Mean time of one prediction per arm (the canary latency guard)",
+            ["slot", "arm"], registry=r,
+        )
+        self.routing_decisions = Counter(
+            "freshet_routing_decisions_total", "Routing decisions (canary start/step/rollback/promote, bandit shares)",
+            ["slot", "kind", "decision"], registry=r,
+        )
+        self.canary_rollbacks = Counter(
+            "freshet_canary_rollbacks_total", "Canaries rolled back by a guard breach, by the guard",
+            ["slot", "reason"], registry=r,
         )
         # Kafka
         self.ready = Gauge(

@@ -12,7 +12,8 @@ from kafka import KafkaConsumer, KafkaProducer
 from kafka.admin import ConfigResource, ConfigResourceType, KafkaAdminClient
 
 from streams.ops import services as svc
-from streams.settings import TOPIC_NAMES, Settings
+from streams.settings import Settings
+from streams.topics import TOPIC_NAMES
 
 pytestmark = pytest.mark.integration
 

@@ -116,10 +116,22 @@ def test_small_chunks_give_the_same_result() -> None:
     pd.testing.assert_frame_equal(training_set(defs, log), training_set(defs, log, max_pairs=2))
 
 
-def test_sort_by_time_reorders_the_log_first() -> None:
+def test_time_order_processes_by_event_time_and_keeps_the_input_order() -> None:
     defs, log = defs_(), log_()
-    ordered = training_set(defs, log, sort_by_time=True)
-    assert ordered["ts"].is_monotonic_increasing and not ordered["_late"].any()
+    by_time = training_set(defs, log, order="time")
+    pd.testing.assert_frame_equal(by_time[list(log.columns)], log)  # rows in input order
+    sorted_log = log.sort_values("ts", kind="stable")
+    expected = training_set(defs, sorted_log).set_index(sorted_log.index).sort_index()
+    pd.testing.assert_frame_equal(by_time, expected.reset_index(drop=True))
+    assert not by_time["_late"].any() and training_set(defs, log)["_late"].any()
+
+
+def test_time_order_sorts_parsed_times_not_the_text_of_iso_strings() -> None:
+    """ISO strings in two offsets: as text, 10:00+02:00 (08:00 UTC) sorts after 09:00+00:00."""
+    defs = parse_features([{"name": "n", "agg": "count", "window": {"kind": "sliding", "size_s": 7200}}])
+    log = pd.DataFrame({"entity": ["a", "a"], "ts": ["2026-01-01T10:00:00+02:00", "2026-01-01T09:00:00+00:00"]})
+    out = training_set(defs, log, order="time")
+    assert out["ts"].tolist() == log["ts"].tolist() and out["n"].tolist() == [1.0, 2.0]
 
 
 def test_timezone_aware_and_iso_times_equal_epoch_seconds() -> None:
@@ -136,8 +148,8 @@ def test_naive_times_are_refused() -> None:
     naive = log.assign(ts=pd.to_datetime(log["ts"], unit="s"))
     with pytest.raises(ValueError, match="naive datetimes; localize it"):
         training_set(defs, naive)
-    with pytest.raises(ValueError, match="no timezone offset"):
-        training_set(defs, log.assign(ts=["2024-01-01T00:00:00"] * len(log)))
+    # A naive ISO string is one bad value, as the stream dead-letters that event: its row is invalid.
+    assert training_set(defs, log.assign(ts=["2024-01-01T00:00:00"] * len(log)))["_invalid"].all()
 
 
 def test_rows_with_bad_times_are_not_applied() -> None:

@@ -307,3 +307,17 @@ def test_replaying_months_old_log_gives_the_same_features_as_living_through_it()
         got = [v[name] for v in replay_values]
         for i, (x, y) in enumerate(zip(got, expected, strict=True)):
             assert (x is None and math.isnan(y)) or x == pytest.approx(y, rel=1e-9, abs=1e-9), (i, name, x, y)
+
+
+def test_a_ratio_over_a_mean_that_cancels_to_zero_gives_its_default() -> None:
+    """The equivalence test's event 38: a running mean merged across tiles left ~1e-17 where the values
+    cancel exactly, so a ratio over it was ~1e16 instead of its default; the mean is sum / n now."""
+    engine = FeatureEngine(parse_features([
+        {"name": "m", "agg": "mean", "field": "x", "window": {"kind": "sliding", "size_s": 3.0, "resolution_s": 0.5}},
+        {"name": "n", "agg": "count", "window": {"kind": "tumbling", "size_s": 1.0}},
+        {"name": "r", "agg": "ratio", "numerator": "n", "denominator": "m", "default": 0.0},
+    ]))
+    state = engine.new_state()
+    for t, x in [(100.5, 0.0), (100.5, 3.0), (100.5, 0.0), (101.0, -1.0), (101.0, 0.0), (102.0, -2.0)]:
+        res = engine.update(state, t, {"x": x})
+    assert res.values["m"] == 0.0 and res.values["r"] == 0.0

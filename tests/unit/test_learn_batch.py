@@ -156,3 +156,54 @@ def test_the_follower_serves_the_current_lineage_and_falls_back_to_snapshots() -
     assert predictor.models["default"].label == "lr@3"
     assert metrics.registry.get_sample_value(
         "freshet_dead_letters_total", {"source": "model-versions", "reason": "bad_snapshot"}) == 1.0
+
+
+class _DownStore(InMemoryRegistryStore):
+    """A registry store whose Redis went away: every read raises a connection error."""
+
+    def get_current(self, name: str) -> int | None:
+        raise ConnectionError("Redis is down")
+
+
+def _inline(meta: Any, blob: bytes) -> dict[str, Any]:
+    import base64
+
+    return {"v": 1, "kind": "record", "snapshot": False, **meta.to_dict(), "blob_b64": base64.b64encode(blob).decode()}
+
+
+def test_the_follower_swaps_an_inline_record_without_reading_the_blob_from_redis() -> None:
+    registry = Registry(InMemoryRegistryStore(), "k")
+    predictor, metrics = Predictor(SLOTS), Metrics()
+    follower = VersionFollower(registry, SLOTS, predictor, metrics)
+    group = ModelGroup(SLOTS[0])
+    blob = pickle.dumps(group.model())
+    rec = registry.publish("default", blob, base=None, examples_learned=3, offset=2, champion="lr")
+    reads: list[str] = []
+    original = registry.store.get_record
+    registry.store.get_record = lambda *a, **k: reads.append("read") or original(*a, **k)  # type: ignore[method-assign]
+    assert follower.offer("default", _inline(rec, blob))
+    assert predictor.models["default"].label == f"lr@{rec.version}" and reads == []
+    # Nothing newer: left to refresh (which finds nothing to do either).
+    assert not follower.offer("default", _inline(rec, blob)) and not follower.refresh("default")
+    # No inline blob (a big model): refresh reads the registry.
+    rec2 = registry.publish("default", blob, base=None, examples_learned=9, offset=8, champion="lr")
+    no_blob = {k: v for k, v in _inline(rec2, blob).items() if k != "blob_b64"}
+    assert not follower.offer("default", no_blob) and follower.refresh("default") and reads
+    # A forged inline blob is refused and counted; serving goes on with what it has.
+    rec3 = registry.publish("default", blob, base=None, examples_learned=12, offset=11, champion="lr")
+    assert not follower.offer("default", _inline(rec3, pickle.dumps("forged")))
+    assert predictor.models["default"].label == f"lr@{rec2.version}"
+    assert metrics.registry.get_sample_value(
+        "freshet_dead_letters_total", {"source": "model-versions", "reason": "bad_snapshot"}) == 1.0
+
+
+def test_while_redis_is_down_inline_records_still_reach_serving() -> None:
+    store = _DownStore()
+    registry = Registry(store, "k")
+    predictor = Predictor(SLOTS)
+    follower = VersionFollower(registry, SLOTS, predictor, Metrics())
+    blob = pickle.dumps(ModelGroup(SLOTS[0]).model())
+    rec = Registry(InMemoryRegistryStore(), "k").publish("default", blob, base=None, examples_learned=5, offset=4,
+                                                         champion="lr")
+    assert follower.offer("default", _inline(rec, blob))
+    assert predictor.models["default"].label == f"lr@{rec.version}"

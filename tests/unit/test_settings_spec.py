@@ -5,8 +5,9 @@ from pathlib import Path
 import pytest
 
 from producers.synthetic import FIELDS, SyntheticStream
-from streams.settings import TOPIC_NAMES, Settings, SettingsError
+from streams.settings import Settings, SettingsError
 from streams.spec import PipelineSpec, SpecError
+from streams.topics import TOPIC_NAMES
 
 
 def test_settings_round_trip_through_env() -> None:

@@ -9,7 +9,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from streams.core.validate import Event, Invalid, parse_timestamp, validate_event
+from streams.core.validate import Event, Invalid, validate_event
+from streams.event_time import parse_event_time
 from streams.spec import EventSchema
 
 NOW = 1_800_000_000.0
@@ -88,7 +89,7 @@ def test_missing_feature_field_is_none() -> None:
 
 
 def test_iso_timestamps_with_zone() -> None:
-    assert parse_timestamp("2026-01-01T00:00:00Z") == parse_timestamp("2026-01-01T01:00:00+01:00")
+    assert parse_event_time("2026-01-01T00:00:00Z") == parse_event_time("2026-01-01T01:00:00+01:00")
 
 
 # The machine is shared: generation speed is not what these tests are about.
