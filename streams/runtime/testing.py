@@ -142,7 +142,8 @@ class FakeTopicPartition:
 class ListConsumer:
     """Stands in for the grouped aiokafka consumer: hands out the given batches, then stops the loop.
 
-    Each batch is a list of :class:`FakeRecord`; commits are kept in ``commits`` and written to ``log``.
+    Each batch is a list of :class:`FakeRecord`; commits are kept in ``commits`` and written to ``log``,
+    seeks in ``seeks``. Its ``assigned`` partitions are what :meth:`run` gives the loop first.
     """
 
     def __init__(self, batches: Iterable[list[FakeRecord]], stop: asyncio.Event, log: list[str] | None = None):
@@ -150,6 +151,8 @@ class ListConsumer:
         self.stop = stop
         self.commits: list[dict[tuple[str, int], int]] = []
         self.log = log if log is not None else []
+        self.assigned: set[FakeTopicPartition] = set()
+        self.seeks: list[tuple[str, int, int]] = []
 
     async def getmany(self, *partitions: Any, timeout_ms: int = 0, max_records: int | None = None) -> Any:
         if not self.batches:
@@ -159,6 +162,12 @@ class ListConsumer:
         for r in self.batches.pop(0):
             out.setdefault(FakeTopicPartition(r.topic, r.partition), []).append(r)
         return out
+
+    def assignment(self) -> set[FakeTopicPartition]:
+        return set(self.assigned)
+
+    def seek(self, partition: FakeTopicPartition, offset: int) -> None:
+        self.seeks.append((partition.topic, partition.partition, offset))
 
     async def commit(self, offsets: Mapping[Any, int] | None = None) -> None:
         done = {(tp.topic, tp.partition): o for tp, o in (offsets or {}).items()}
