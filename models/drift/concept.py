@@ -9,7 +9,7 @@ Detectors (``detector=``), with freshet's default parameters. River's own defaul
 raise no alarm on a stationary Bernoulli(0.2) error stream of 100k events; where they do, freshet's
 defaults below were tuned so they don't (KSWIN: on 10k stationary real-valued errors; River's
 ``alpha=0.005`` is a test at 0.5% on every update, a false alarm every few hundred values). See
-``tests/unit/test_drift_concept.py``:
+``tests/unit/models/test_drift_concept.py``:
 
 ============  ==========================  =========  =============================================
 name          River class                 warnings   freshet defaults (override with ``params``)

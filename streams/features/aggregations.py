@@ -7,7 +7,7 @@ An aggregation is four pure functions over a small *state* (the extension point 
     merge(a, b)             -> state       # two states of disjoint sets of events
     result(state)           -> float | None
 
-The contract (``tests/unit/test_features_aggregations.py`` runs it against every shipped aggregation;
+The contract (``tests/unit/features/test_features_aggregations.py`` runs it against every shipped aggregation;
 run :func:`check_aggregation` on yours):
 
 * Pure: ``add``, ``merge`` and ``result`` never modify their arguments (the engine shares states
@@ -81,7 +81,7 @@ class Kernel:
     Optional: aggregations without one are called through their methods. Statements may span lines.
     Placeholders: ``{a}`` is a prefix for this slot's local variables; the snippets may read ``s`` (a
     tile's state), ``v`` (a valid value) and ``t`` (its event time, seconds). ``state`` and ``result``
-    are expressions. ``tests/unit/test_features_engine.py`` holds generated and method code equal.
+    are expressions. ``tests/unit/features/test_features_engine.py`` holds generated and method code equal.
     """
 
     init: str
