@@ -92,5 +92,5 @@ window = { kind = "sliding", size_s = 10 }
         lambda: load_slots(settings),  # the learner
         lambda: backfill(spec, events, tmp_path / "out.parquet"),  # backfill (warm start reads the same spec)
     ):
-        with pytest.raises(SpecError, match="field 'amt' is not in \\[event.fields\\]"):
+        with pytest.raises(SpecError, match=r"field 'amt' is not in \[event\.fields\]"):
             reader()
