@@ -8,7 +8,7 @@ STAMP := $(VENV)/.installed-stamp
 DEMO_ARGS ?=
 
 .DEFAULT_GOAL := help
-.PHONY: help install lint typecheck monitoring-check test test-fast demo bench services-up services-down monitoring-up clean
+.PHONY: help install lint typecheck monitoring-check test test-fast faults demo bench services-up services-down monitoring-up clean
 
 help: ## list the targets and what each does
 	@grep -E '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "}; {printf "  %-18s %s\n", $$1, $$2}'
@@ -35,6 +35,9 @@ test: lint typecheck monitoring-check ## what CI runs: lint, types, promtool, th
 
 long: $(STAMP) ## acceptance runs of many minutes (e.g. SEA with two drifts, 90,000 events at 100/s)
 	$(BIN)/pytest -q -m long
+
+faults: $(STAMP) ## the fault suite: malformed inputs, junk versions, Redis and broker outages, worker SIGKILLs (about 15 min; reports/faults/latest.json)
+	timeout 1800 $(BIN)/python -m tests.faults
 
 test-fast: $(STAMP) ## the tests that need no servers
 	$(BIN)/pytest -q -m "not integration"

@@ -212,6 +212,34 @@ def validate_label(
     return LabelRecord(id=str(event_id), label=value, ts=ts)
 
 
+def label_problem(value: Any, schema: LabelSchema) -> str:
+    """Why ``value`` cannot be a label of ``schema`` ('' when it can): the check of the worker's join, for
+    the learner to repeat on what it reads from ``examples`` (anyone may write there).
+
+    >>> label_problem(2, LabelSchema(classes=(True, False)))
+    "label 2 is not one of the spec's classes [True, False]"
+    >>> label_problem({"y": 1}, LabelSchema()), label_problem(True, LabelSchema(classes=(True, False)))
+    ('a label must be a class or a number, got dict', '')
+    """
+    if isinstance(value, bool | int | float | str):
+        return _bad_label(value, schema)
+    return f"a label must be a class or a number, got {type(value).__name__}"
+
+
+def example_problem(features: Any) -> str:
+    """Why logged features cannot be learned ('' when they can): a mapping of names to scalars or None.
+
+    >>> example_problem({"x1": 0.5, "seg": "a", "n": None}), example_problem({"x1": [1]})
+    ('', "feature 'x1' is a list, not a number, a string or null")
+    """
+    if not isinstance(features, dict):
+        return f"features must be an object, got {type(features).__name__}"
+    for name, value in features.items():
+        if value is not None and not isinstance(value, int | float | str):
+            return f"feature {name!r} is a {type(value).__name__}, not a number, a string or null"
+    return ""
+
+
 def _bad_label(value: bool | int | float | str, schema: LabelSchema) -> str:
     """Why ``value`` cannot be a label of ``schema`` ('' when it can)."""
     if schema.kind == "regression":

@@ -12,6 +12,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+from streams.ops.scrape import scrape as scrape  # re-exported: the process helpers' users read /metrics
 from streams.settings import Settings
 
 
@@ -68,22 +69,6 @@ def wait_worker_ready(url: str, timeout_s: float) -> None:
             pass
         time.sleep(0.2)
     raise RuntimeError(f"the worker at {url} did not get its partitions within {timeout_s:.0f} s")
-
-
-def scrape(url: str) -> dict[str, float]:
-    """Prometheus text exposition → {'name{labels}': value} (no parsing of label values needed here)."""
-    with urllib.request.urlopen(url, timeout=5) as resp:
-        text = resp.read().decode()
-    out: dict[str, float] = {}
-    for line in text.splitlines():
-        if not line or line.startswith("#"):
-            continue
-        name, _, value = line.rpartition(" ")
-        try:
-            out[name] = float(value)
-        except ValueError:
-            continue
-    return out
 
 
 def worker_url(settings: Settings) -> str:

@@ -521,7 +521,8 @@ def _redis_ping(host: str, port: int) -> bool:
 
 
 def start_redis(settings: Settings) -> bool:
-    """Start ``redis-server`` on ``redis_port`` (no persistence); False when something already listens.
+    """Start ``redis-server`` on ``redis_port`` (append-only file, fsync every second: the registry survives
+    a restart); False when something already listens.
 
     Installs Debian's ``redis-server`` with apt-get when it is missing and we run as root.
     """
@@ -539,7 +540,9 @@ def start_redis(settings: Settings) -> bool:
         home = redis_dir(settings)
         home.mkdir(parents=True, exist_ok=True)
         log = _log_file(settings, "redis")
-        cmd = [server, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
+        # The append-only file (fsync every second) keeps the model registry across a Redis restart.
+        cmd = [server, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "yes",
+               "--appendfsync", "everysec",
                "--daemonize", "no", "--dir", str(home)]  # fmt: skip
         proc = _spawn(cmd, log, home, _pid_file(settings, "redis"))
         deadline = time.monotonic() + REDIS_START_TIMEOUT_S

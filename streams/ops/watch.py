@@ -21,7 +21,6 @@ import http.client
 import io
 import logging
 import math
-import re
 import shutil
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -31,6 +30,7 @@ from typing import TYPE_CHECKING, Any, NamedTuple
 import click
 
 from streams.ops.cli_common import Context, fail
+from streams.ops.scrape import parse_key
 
 if TYPE_CHECKING:
     from rich.console import Console, RenderableType
@@ -43,8 +43,6 @@ PREDICT_STAGE = "predict"
 LATENCY_HISTOGRAM = "freshet_event_to_prediction_seconds"
 WATCHED_TOPICS = ("metrics", "drift", "dead-letter")
 
-_KEY = re.compile(r"^([A-Za-z_:][A-Za-z0-9_:]*)(?:\{(.*)\})?$")
-_LABEL = re.compile(r'([A-Za-z_][A-Za-z0-9_]*)="((?:[^"\\]|\\.)*)"')
 
 
 # --- pure: scrapes → throughput and latency ----------------------------------------------------------
@@ -66,21 +64,6 @@ class Throughput(NamedTuple):
     events_per_s: float
     p50_ms: float | None
     p99_ms: float | None
-
-
-def parse_key(key: str) -> tuple[str, dict[str, str]]:
-    """Split a sample key into its metric name and labels.
-
-    >>> parse_key('freshet_events_total{stage="predict"}')
-    ('freshet_events_total', {'stage': 'predict'})
-    >>> parse_key("freshet_worker_ready")
-    ('freshet_worker_ready', {})
-    """
-    m = _KEY.match(key.strip())
-    if m is None:
-        return key, {}
-    labels = {k: v.replace('\\"', '"').replace("\\\\", "\\") for k, v in _LABEL.findall(m.group(2) or "")}
-    return m.group(1), labels
 
 
 def sample_sum(samples: Mapping[str, float], name: str, **labels: str) -> float | None:
@@ -280,7 +263,7 @@ class WorkerMonitor:
         scrape: Callable[[str], Mapping[str, float]] | None = None,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
-        from streams.ops.procs import scrape as http_scrape
+        from streams.ops.scrape import scrape as http_scrape
 
         self.url = url
         self._scrape = scrape or http_scrape

@@ -37,8 +37,9 @@ from streams.runtime.connections import open_store
 from streams.runtime.hot_swap import follow_versions
 from streams.runtime.kafka_io import ProducerSender, Sender, Wire, ensure_compacted, grouped_consumer, producer
 from streams.runtime.metrics import Metrics
+from streams.runtime.outage import StoreHeld, holding_store
 from streams.runtime.routing_io import count_routed
-from streams.runtime.state import ChangelogState, restore_from_kafka
+from streams.runtime.state import ChangelogState, restore_consumer, restore_from_kafka
 from streams.runtime.store import OnlineStore, latest_per_entity
 from streams.settings import Settings
 from streams.spec import PipelineSpec
@@ -73,15 +74,16 @@ class Runtime:
         """``store`` defaults to the Redis online store of the settings (tests pass an in-memory one)."""
         spec = spec or PipelineSpec.load(settings.spec_file)
         slots = list(spec.models)
+        metrics = Metrics(registry)
         return cls(
             settings=settings,
             spec=spec,
-            metrics=Metrics(registry),
+            metrics=metrics,
             engine=FeatureEngine(spec.features),
             slots=slots,
             predictor=Predictor(slots),
             drift=spec.drift,
-            store=store if store is not None else open_store(settings),
+            store=store if store is not None else holding_store(open_store(settings), metrics),
         )
 
 
@@ -176,15 +178,11 @@ def create_app(rt: Runtime, sender: Sender | None = None) -> faust.App:
     @app.task
     async def hot_path() -> None:
         """The batch loop with its consumer, its producer and a group-less consumer for state restores."""
-        from aiokafka import AIOKafkaConsumer
-
         await ensure_compacted(s, [loop.feature_state.topic, loop.label_join.topic])
         prod = producer(s)
         await prod.start()
         deferred.target = ProducerSender(prod)
-        restorer = AIOKafkaConsumer(
-            bootstrap_servers=s.kafka_bootstrap, group_id=None, enable_auto_commit=False, fetch_max_wait_ms=50
-        )
+        restorer = restore_consumer(s)
         await restorer.start()
         # Serve with the champion, never the untrained model, when a version exists (bounded wait).
         try:
@@ -206,7 +204,8 @@ def create_app(rt: Runtime, sender: Sender | None = None) -> faust.App:
 
     @app.timer(interval=0.05)
     async def flush_online_store() -> None:
-        if not rt.store_buffer or rt.store is None:
+        held: int = getattr(rt.store, "pending", 0)  # rows held through an outage are retried
+        if rt.store is None or not (rt.store_buffer or held):
             return
         rows = rt.store_buffer[:]
         rt.store_buffer.clear()  # the loop appends to this same list
@@ -215,8 +214,9 @@ def create_app(rt: Runtime, sender: Sender | None = None) -> faust.App:
                 None, rt.store.write_many, latest_per_entity((e, v, ts) for e, v, ts, _ in rows)
             )
         except Exception as exc:  # the online store is auxiliary: an outage never stops serving
-            m.store_errors.inc()
-            log.warning("online store write of %d rows failed (dropped): %s", len(rows), exc)
+            if not isinstance(exc, StoreHeld):  # held: waiting to retry (streams/runtime/outage.py)
+                m.store_errors.inc()
+                log.warning("online store write of %d rows failed: %s", len(rows), exc)
             return
         now = time.time()
         for *_, ingest_ts in rows:
@@ -339,7 +339,7 @@ class AttributeCache:
     event loop never waits on Redis per event. A store error serves what the cache has (or nothing).
 
     >>> import asyncio
-    >>> from streams.runtime.store import InMemoryOnlineStore
+    >>> from streams.runtime.testing import InMemoryOnlineStore
     >>> store = InMemoryOnlineStore()
     >>> store.set_attributes("u1", {"age": 41})
     >>> rec = InRecord("events", 0, 0, b"u1", b'{"entity": "u1"}', 0.0)

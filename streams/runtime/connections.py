@@ -12,7 +12,9 @@ from streams.settings import Settings
 
 
 def redis_client(settings: Settings) -> redis.Redis:
-    return redis.Redis.from_url(settings.redis_url)
+    """A client that fails fast when Redis is down (callers ride the outage out, streams/runtime/outage.py)
+    instead of hanging on a dead socket."""
+    return redis.Redis.from_url(settings.redis_url, socket_connect_timeout=2.0, socket_timeout=10.0)
 
 
 def open_registry(settings: Settings, client: Any | None = None) -> Registry:

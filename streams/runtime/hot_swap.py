@@ -80,8 +80,10 @@ class VersionFollower:
         older version, or one that does not descend from the current pointer). Redis is read once, for the
         current pointer; while it is down the pointer last seen stands, so new versions still reach serving.
         """
-        encoded = announcement.get("blob_b64") if isinstance(announcement, dict) else None
-        if slot not in self.slots or announcement.get("kind") != "record" or not isinstance(encoded, str):
+        if not isinstance(announcement, dict) or slot not in self.slots:
+            return False  # unreadable (junk on model-versions): the registry is looked at instead
+        encoded = announcement.get("blob_b64")
+        if announcement.get("kind") != "record" or not isinstance(encoded, str):
             return False
         try:
             current = self.registry.current_version(slot)
@@ -225,12 +227,18 @@ async def follow_versions(
                         follower.note(slot, announced[slot])
             for slot in announced.keys() & follower.slots.keys():
                 swap = functools.partial(follower.offer, slot, announced[slot])
-                if not await loop.run_in_executor(None, swap):
-                    await loop.run_in_executor(None, follower.refresh, slot)
+                try:
+                    if not await loop.run_in_executor(None, swap):
+                        await loop.run_in_executor(None, follower.refresh, slot)
+                except Exception as exc:  # an announcement that breaks the follower: never a worker crash
+                    follower._refuse(slot, f"announcement not handled: {exc!r}"[:300])  # noqa: SLF001  (its driver)
             if time.monotonic() >= next_look:  # routed slots: a plan change must not wait on a missed announcement
                 next_look = time.monotonic() + 1.0
                 for slot in predictor.routed.keys() - announced.keys():
-                    await loop.run_in_executor(None, follower.refresh, slot)
+                    try:
+                        await loop.run_in_executor(None, follower.refresh, slot)
+                    except Exception as exc:  # never a worker crash
+                        follower._refuse(slot, f"registry look failed: {exc!r}"[:300])  # noqa: SLF001
             follower.export_staleness(time.time())
             export_routing(metrics, predictor)
     finally:

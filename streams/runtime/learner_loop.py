@@ -42,14 +42,17 @@ from models.registry import ModelMeta, Registry, SnapshotError
 from models.router import serving_model
 from models.spec import ModelSlotDef
 from streams.core.partitions import partition_for
+from streams.core.validate import example_problem, label_problem
 from streams.errors import ServiceMissing
 from streams.records import Example, dead_letter_of, decode, encode
+from streams.runtime import log_limit
 from streams.runtime.announce import position_announcement, record_announcement
 from streams.runtime.connections import open_registry
 from streams.runtime.metrics import Metrics
+from streams.runtime.outage import Backoff, store_gauge, unreachable
 from streams.runtime.routing_io import announce_decisions, publish_arm_metrics
 from streams.settings import Settings
-from streams.spec import PipelineSpec
+from streams.spec import LabelSchema, PipelineSpec
 
 log = logging.getLogger("freshet.learn")
 
@@ -135,6 +138,7 @@ class Batch:
     sends: list[tuple[str, bytes | None, bytes]] = field(default_factory=list)  # (topic, key, value)
     captures: list[tuple[str, Capture, bytes]] = field(default_factory=list)  # (slot, group, champion pickle)
     learned: Counter[str] = field(default_factory=Counter)
+    dead_letters: list[tuple[bytes | None, bytes, str, str]] = field(default_factory=list)  # key, value, source, reason
 
 
 @dataclass
@@ -156,6 +160,11 @@ class LearnerLoop:
     _last_metrics: float = field(default_factory=time.monotonic)
     _io: dict[str, SlotIO] = field(default_factory=dict)
     last_example_wall: float = field(default_factory=time.monotonic)
+    # Registry (Redis) outages: snapshots not yet written, newest per slot, retried with backoff.
+    registry_backoff: Backoff = field(default_factory=Backoff)
+    label_schema: LabelSchema | None = None  # the spec's [label]: examples' labels are checked against it
+    _held: dict[str, tuple[Capture, bytes]] = field(default_factory=dict)
+    _unsent: list[tuple[str, bytes | None, bytes, Any]] = field(default_factory=list)  # broker outage
 
     @classmethod
     def build(cls, settings: Settings, metrics: Metrics | None = None, spec: PipelineSpec | None = None) -> LearnerLoop:
@@ -172,7 +181,8 @@ class LearnerLoop:
             for s in slots
         }
         producer = KafkaProducer(
-            bootstrap_servers=settings.kafka_bootstrap, acks="all", linger_ms=5, max_request_size=4 * 1024 * 1024
+            bootstrap_servers=settings.kafka_bootstrap, acks="all", linger_ms=5, max_request_size=4 * 1024 * 1024,
+            max_block_ms=5000,  # a broker outage: messages are held and sent at a later step (_send_all)
         )
         consumer = KafkaConsumer(
             bootstrap_servers=settings.kafka_bootstrap,
@@ -183,11 +193,13 @@ class LearnerLoop:
             # Bigger fetches than the default 1 MiB per partition: a preloaded topic is read in fewer rounds.
             max_partition_fetch_bytes=8 * 1024 * 1024,
         )
-        loop = cls(settings, metrics or Metrics(), learners, producer, consumer, registry, spec.drift)
+        loop = cls(settings, metrics or Metrics(), learners, producer, consumer, registry, spec.drift,
+                   label_schema=spec.label)
         loop._assign()
         return loop
 
     def __post_init__(self) -> None:
+        self.registry_backoff.on_change = store_gauge(self.metrics, "registry")
         for slot, learner in self.learners.items():
             self._io[slot] = self._slot_io(slot, learner)
 
@@ -250,12 +262,16 @@ class LearnerLoop:
                     snapshot_every=self.settings.snapshot_every,
                     drift=self.drift_config,
                 )
-            except SnapshotError as exc:
-                # A tampered or unsigned version made current: refuse it as the predictors do and keep
-                # learning from our own models (their next snapshot becomes current). Once per version.
-                if self._refused.get(slot) != str(exc):
-                    self._refused[slot] = str(exc)
-                    log.error("slot %s: refusing to adopt the registry's current version: %s", slot, exc)
+            except Exception as exc:
+                if unreachable(exc):
+                    raise  # Redis down: the step's backoff deals with it
+                # A tampered or unsigned version made current (SnapshotError), or one that verifies but does not
+                # load: refuse it as the predictors do and keep learning from our own models (their next snapshot
+                # becomes current). Logged and counted once per reason.
+                why = str(exc) if isinstance(exc, SnapshotError) else f"the version does not load: {exc!r}"[:300]
+                if self._refused.get(slot) != why:
+                    self._refused[slot] = why
+                    log.error("slot %s: refusing to adopt the registry's current version: %s", slot, why)
                     self.metrics.dead_letters.labels(source="model-versions", reason="bad_snapshot").inc()
                 continue
             adopted.offset = max(offset, adopted.offset)
@@ -270,9 +286,14 @@ class LearnerLoop:
     def step(self, timeout_s: float = 0.5) -> int:
         """Poll once, learn what came, publish what is due; returns how many examples were processed."""
         now = time.monotonic()
-        if now - self._last_follow > 1.0:
+        if now - self._last_follow > 1.0 and self.registry_backoff.ready():
             self._last_follow = now
-            self.follow_registry()
+            try:
+                self.follow_registry()
+            except Exception as exc:
+                if not unreachable(exc):
+                    raise
+                self._registry_failed(exc)
         # Wait no longer than until a slot with unpublished examples is due a record by time.
         pending = [
             io.schedule.next_due_in(now)
@@ -313,8 +334,24 @@ class LearnerLoop:
             learner = self.learners.get(slot)
             if learner is None:
                 continue  # a slot this learner does not own (another spec shares the topic)
+            if record.offset > learner.offset and example.slot == learner.group.slot:
+                # Anyone may write to ``examples``: the join's checks again, so a bad one is no poison pill.
+                if bad := example_problem(example.features):
+                    learner.offset = record.offset
+                    self._dead_letter(batch, record, "bad_example", bad)
+                    continue
+                if self.label_schema is not None and (bad := label_problem(example.label, self.label_schema)):
+                    learner.offset = record.offset
+                    self._dead_letter(batch, record, "bad_label", bad)
+                    continue
             learned_before = learner.group.examples_learned
-            out = learner.learn_one(example, record.offset)
+            try:
+                out = learner.learn_one(example, record.offset)
+            except Exception as exc:  # a model that cannot take these features: refused, never retried
+                learner.offset = max(learner.offset, record.offset)
+                log.error("slot %s: example at offset %d not learned: %r", slot, record.offset, exc)
+                self._dead_letter(batch, record, "bad_example", f"the models could not learn it: {exc!r}"[:500])
+                continue
             if out.error:
                 self._dead_letter(batch, record, "bad_label", out.error)
             if out.skipped:
@@ -343,28 +380,65 @@ class LearnerLoop:
         """The I/O half: snapshots and champion records to the registry, then every message, one flush."""
         now, wall = time.monotonic(), time.time()
         written: list[ModelMeta] = []
-        for slot, capture, champion_blob in batch.captures:
-            learner, io = self.learners[slot], self._io[slot]
-            # The cost a big model's schedule is paced by: this thread's CPU time (pickling, signing, encoding),
-            # not wall time, which waits on Redis and on every other process of a busy machine.
-            started = time.thread_time()
-            snap = learner.commit(capture, make_current=False)
-            # The record first, then the pointer: a worker that sees the new pointer finds its record.
-            record = self.registry.publish(
-                slot, champion_blob, version=snap.version, base=snap.version,
-                examples_learned=snap.examples_learned, offset=snap.offset, champion=capture.champion,
-                created_ts=wall,
-            )
-            self.registry.store.set_current(slot, snap.version)
-            self.registry.prune(slot, keep=self.settings.keep_versions)
-            self.metrics.model_version.labels(model=slot, role="learn").set(snap.version)
-            self.metrics.snapshot_bytes.labels(model=slot).set(snap.size_bytes)
-            io.schedule.published(capture.examples_learned, now, time.thread_time() - started)
-            io.plan_dirty = False
-            self._announce(batch, slot, record, snapshot=True, blob=champion_blob)
-            written.append(snap)
+        captures = [(slot, *held) for slot, held in self._held.items()] + batch.captures
+        self._held = {}
+        if captures and not self.registry_backoff.ready():
+            self._hold(captures)
+            captures = []
+        for i, (slot, capture, champion_blob) in enumerate(captures):
+            try:
+                written.append(self._commit(batch, slot, capture, champion_blob, now, wall))
+            except Exception as exc:
+                if not unreachable(exc):
+                    raise
+                self._registry_failed(exc)
+                self._hold(captures[i:])
+                break
         for slot, n in batch.learned.items():
             self._io[slot].learned_counter.inc(n)
+        if self.registry_backoff.up:
+            try:
+                self._publish_records(batch, now, wall, idle, final)
+            except Exception as exc:
+                if not unreachable(exc):
+                    raise
+                self._registry_failed(exc)
+        if final or (idle and any(io.metrics_dirty for io in self._io.values())) or (
+            now - self._last_metrics >= self.settings.metrics_every_s
+        ):
+            self._last_metrics = now
+            for io in self._io.values():
+                if io.metrics_dirty:
+                    self._publish_metrics(batch, io)
+        self._send_all(batch)
+        return written
+
+    def _commit(self, batch: Batch, slot: str, capture: Capture, champion_blob: bytes, now: float,
+                wall: float) -> ModelMeta:
+        """One snapshot to the registry with its champion record, made current, announced."""
+        learner, io = self.learners[slot], self._io[slot]
+        # The cost a big model's schedule is paced by: this thread's CPU time (pickling, signing, encoding),
+        # not wall time, which waits on Redis and on every other process of a busy machine.
+        started = time.thread_time()
+        snap = learner.commit(capture, make_current=False)
+        # The record first, then the pointer: a worker that sees the new pointer finds its record.
+        record = self.registry.publish(
+            slot, champion_blob, version=snap.version, base=snap.version,
+            examples_learned=snap.examples_learned, offset=snap.offset, champion=capture.champion,
+            created_ts=wall,
+        )
+        self.registry.store.set_current(slot, snap.version)
+        self.registry.prune(slot, keep=self.settings.keep_versions)
+        self.metrics.model_version.labels(model=slot, role="learn").set(snap.version)
+        self.metrics.snapshot_bytes.labels(model=slot).set(snap.size_bytes)
+        io.schedule.published(capture.examples_learned, now, time.thread_time() - started)
+        io.plan_dirty = False
+        self._announce(batch, slot, record, snapshot=True, blob=champion_blob)
+        self.registry_backoff.succeeded()
+        return snap
+
+    def _publish_records(self, batch: Batch, now: float, wall: float, idle: bool, final: bool) -> None:
+        """Champion records that are due (by time, when caught up, or early), or the learner's position."""
         for slot, io in self._io.items():
             learner = self.learners[slot]
             group = learner.group
@@ -391,18 +465,40 @@ class LearnerLoop:
                     slot, version=io.last_record.version if io.last_record else learner.version or 0,
                     examples_learned=group.examples_learned, offset=learner.offset, created_ts=wall,
                 ))
-        if final or (idle and any(io.metrics_dirty for io in self._io.values())) or (
-            now - self._last_metrics >= self.settings.metrics_every_s
-        ):
-            self._last_metrics = now
-            for io in self._io.values():
-                if io.metrics_dirty:
-                    self._publish_metrics(batch, io)
-        for topic, key, value in batch.sends:
-            self.producer.send(self.settings.topic(topic), key=key, value=value)
-        if batch.sends:
-            self.producer.flush(timeout=30)
-        return written
+
+    def _hold(self, captures: list[tuple[str, Capture, bytes]]) -> None:
+        """Keep the newest unwritten snapshot of each slot for the next try (it supersedes older ones)."""
+        for slot, capture, blob in captures:
+            self._held[slot] = (capture, blob)
+
+    def _registry_failed(self, exc: BaseException) -> None:
+        delay = self.registry_backoff.failed()
+        log.warning("model registry unreachable (%s): learning goes on, %d snapshot(s) held, retry in %g s",
+                    exc, len(self._held), delay)
+
+    def _send_all(self, batch: Batch) -> None:
+        """Every message of the batch, and those a broker outage held back; dead letters are counted when
+        the broker acknowledges them. A broker outage is ridden out: the producer retries (for
+        ``delivery_timeout_ms``), and what it cannot take now is sent at the next step."""
+        out: list[tuple[str, bytes | None, bytes, Any]] = self._unsent
+        self._unsent = []
+        out += [(topic, key, value, None) for topic, key, value in batch.sends]
+        for key, value, source, reason in batch.dead_letters:
+            out.append(("dead-letter", key, value, self.metrics.dead_letters.labels(source=source, reason=reason)))
+        for i, (topic, key, value, counter) in enumerate(out):
+            try:
+                future = self.producer.send(self.settings.topic(topic), key=key, value=value)
+            except Exception as exc:  # no metadata within max_block_ms (broker down): try again next step
+                log.warning("broker unreachable, %d messages held for the next try: %s", len(out) - i, exc)
+                self._unsent = out[i:][-100_000:]
+                break
+            if counter is not None:
+                future.add_callback(lambda _meta, c=counter: c.inc())
+        if out:
+            try:
+                self.producer.flush(timeout=30)
+            except Exception as exc:  # KafkaTimeoutError: still queued in the producer, which keeps retrying
+                log.warning("broker slow or unreachable, messages still queued in the producer: %s", exc)
 
     def _snapshot_examples(self, slot: str) -> int:
         """Examples learned in the slot's last snapshot (-1: none)."""
@@ -421,7 +517,12 @@ class LearnerLoop:
 
     def _report_lag(self) -> None:
         tps = list(self.consumer.assignment())
-        for tp, end in self.consumer.end_offsets(tps).items():
+        try:
+            ends = self.consumer.end_offsets(tps, timeout_ms=2000)
+        except Exception as exc:  # broker unreachable: no lag figure this time, never an exit
+            log.warning("consumer lag unknown (broker unreachable?): %s", exc)
+            return
+        for tp, end in ends.items():
             lag = max(0, end - self.consumer.position(tp))
             self.metrics.consumer_lag.labels(topic=tp.topic, partition=str(tp.partition)).set(lag)
 
@@ -502,8 +603,7 @@ class LearnerLoop:
 
     def _dead_letter(self, batch: Batch, record: Any, reason: str, detail: str) -> None:
         key, value = dead_letter_of(record, reason, detail, time.time())
-        self.metrics.dead_letters.labels(source=record.topic, reason=reason).inc()
-        batch.sends.append(("dead-letter", key, value))
+        batch.dead_letters.append((key, value, record.topic, reason))  # counted when acknowledged
 
     def close(self) -> None:
         """Snapshot what was learned since the last snapshot, publish the last record and metrics, close.
@@ -513,7 +613,13 @@ class LearnerLoop:
         try:
             batch = Batch()
             for slot, learner in self.learners.items():
-                if learner.group.examples_learned != self._snapshot_examples(slot):
+                try:
+                    snapshotted = self._snapshot_examples(slot)
+                except Exception as exc:
+                    if not unreachable(exc):
+                        raise
+                    snapshotted = -2  # registry down: try to snapshot anyway
+                if learner.group.examples_learned != snapshotted:
                     batch.captures.append((slot, learner.capture(), self._champion_blob(learner)))
             self._write(batch, final=True)
         finally:
@@ -526,6 +632,7 @@ def run_learner(settings: Settings, metrics_port: int | None = None, max_idle_s:
     """Run until SIGTERM/SIGINT (or ``max_idle_s`` without examples); /metrics on the given port."""
     logging.basicConfig(level=settings.log_level.upper(), format="%(asctime)s %(name)s %(levelname)s %(message)s")
     metrics = Metrics()
+    log_limit.install(on_suppressed=metrics.log_suppressed.inc)
     port = metrics_port if metrics_port is not None else settings.metrics_port + 1
     start_http_server(port, addr=settings.metrics_host, registry=metrics.registry)
     loop = LearnerLoop.build(settings, metrics)

@@ -93,6 +93,22 @@ class Metrics:
             "Online-store writes that failed (the batch of rows is dropped; serving goes on)",
             registry=r,
         )
+        self.store_dropped = Counter(
+            "freshet_online_store_dropped_rows_total",
+            "Feature rows held through an online-store outage and dropped (more entities than the hold keeps)",
+            registry=r,
+        )
+        self.store_up = Gauge(
+            "freshet_store_up",
+            "1 while the auxiliary store answers (store: online, registry), 0 during an outage",
+            ["store"],
+            registry=r,
+        )
+        self.log_suppressed = Counter(
+            "freshet_log_lines_suppressed_total",
+            "Log lines of a kind already logged in the last interval, left out (rate-limited logging)",
+            registry=r,
+        )
         self.feature_expired = Counter(
             "freshet_feature_state_expired_total",
             "Entity states deleted because every window and grace ended (event time)",

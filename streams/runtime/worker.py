@@ -7,6 +7,7 @@ import logging
 from faust import Worker
 from prometheus_client import start_http_server
 
+from streams.runtime import log_limit
 from streams.runtime.app import Runtime, create_app
 from streams.settings import Settings
 
@@ -22,4 +23,9 @@ def run_worker(settings: Settings) -> None:
     # Faust's terminal spinner sets the root logger to DEBUG (Worker._setup_spinner_handler), so every
     # logger.debug() on the hot path in Faust and aiokafka builds a record: 8-10% of the worker's time.
     worker.spinner = None
+
+    @app.task
+    async def limit_log_lines() -> None:  # Faust has set up its handlers by the time tasks run
+        log_limit.install(on_suppressed=runtime.metrics.log_suppressed.inc)
+
     worker.execute_from_commandline()

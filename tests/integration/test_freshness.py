@@ -142,6 +142,7 @@ SEA_EVENTS = int(os.environ.get("FRESHET_TEST_SEA_EVENTS", "90000"))
 
 
 @pytest.mark.long  # 15 minutes at 100 events/s (90,000 events): `make long`, not `make test`
+@pytest.mark.timeout(1800)  # beyond the suite's 300 s per test: the stream alone takes 900 s
 def test_served_accuracy_on_sea_with_two_drifts_is_within_0_002_of_the_learner(
     settings: Settings, tmp_path: Path
 ) -> None:

@@ -9,6 +9,7 @@ import urllib.error
 import pytest
 from prometheus_client import CollectorRegistry, generate_latest
 
+from streams.ops.scrape import parse_exposition
 from streams.ops.watch import (
     Scrape,
     Throughput,
@@ -26,13 +27,8 @@ INF = math.inf
 
 
 def exposition(metrics: Metrics) -> dict[str, float]:
-    """The registry as the worker serves it, parsed the way streams.ops.procs.scrape parses /metrics."""
-    out: dict[str, float] = {}
-    for line in generate_latest(metrics.registry).decode().splitlines():
-        if line and not line.startswith("#"):
-            name, _, value = line.rpartition(" ")
-            out[name] = float(value)
-    return out
+    """The registry as the worker serves it, parsed as streams.ops.scrape parses /metrics."""
+    return parse_exposition(generate_latest(metrics.registry).decode())
 
 
 # --- histogram_quantile ---------------------------------------------------------------------------
