@@ -39,7 +39,7 @@ from streams.runtime.kafka_io import ProducerSender, Sender, Wire, ensure_compac
 from streams.runtime.metrics import Metrics
 from streams.runtime.outage import StoreHeld, holding_store
 from streams.runtime.routing_io import count_routed
-from streams.runtime.state import ChangelogState, restore_from_kafka
+from streams.runtime.state import ChangelogState, restore_consumer, restore_from_kafka
 from streams.runtime.store import OnlineStore, latest_per_entity
 from streams.settings import Settings
 from streams.spec import PipelineSpec
@@ -178,15 +178,11 @@ def create_app(rt: Runtime, sender: Sender | None = None) -> faust.App:
     @app.task
     async def hot_path() -> None:
         """The batch loop with its consumer, its producer and a group-less consumer for state restores."""
-        from aiokafka import AIOKafkaConsumer
-
         await ensure_compacted(s, [loop.feature_state.topic, loop.label_join.topic])
         prod = producer(s)
         await prod.start()
         deferred.target = ProducerSender(prod)
-        restorer = AIOKafkaConsumer(
-            bootstrap_servers=s.kafka_bootstrap, group_id=None, enable_auto_commit=False, fetch_max_wait_ms=50
-        )
+        restorer = restore_consumer(s)
         await restorer.start()
         # Serve with the champion, never the untrained model, when a version exists (bounded wait).
         try:
@@ -343,7 +339,7 @@ class AttributeCache:
     event loop never waits on Redis per event. A store error serves what the cache has (or nothing).
 
     >>> import asyncio
-    >>> from streams.runtime.store import InMemoryOnlineStore
+    >>> from streams.runtime.testing import InMemoryOnlineStore
     >>> store = InMemoryOnlineStore()
     >>> store.set_attributes("u1", {"age": 41})
     >>> rec = InRecord("events", 0, 0, b"u1", b'{"entity": "u1"}', 0.0)

@@ -19,7 +19,7 @@ event at or below its entity's stored offset is skipped, a label of a joined id 
 group moves partitions, the batch in flight finishes and is committed before they are let go
 (:meth:`BatchLoop.on_revoked`), and the new ones' state is read back from the changelogs before any of
 their records is processed (:meth:`BatchLoop.on_assigned`); a batch fetched across a rebalance is dropped
-(its records are fetched again from the committed offsets).
+(the consumer seeks back to its first records, so they are fetched again).
 """
 
 from __future__ import annotations
@@ -49,6 +49,10 @@ class Consumer(Protocol):
     async def getmany(self, *partitions: Any, timeout_ms: int = 0, max_records: int | None = None) -> Any: ...
 
     async def commit(self, offsets: Any = None) -> None: ...
+
+    def assignment(self) -> Any: ...
+
+    def seek(self, partition: Any, offset: int) -> None: ...
 
 
 @dataclass(frozen=True)
@@ -237,8 +241,10 @@ class BatchLoop:
                 batches = await consumer.getmany(timeout_ms=within_ms, max_records=self.batch_max)
                 async with self.lock:
                     if batches:
-                        if generation != self.generation:
-                            self.dropped_batches += 1  # fetched across a rebalance: read again
+                        if generation != self.generation or any(
+                            (tp.topic, tp.partition) not in self.assigned for tp in batches
+                        ):
+                            self._fetch_again(consumer, batches)
                         else:
                             await self.on_batch(self._records(batches))
                     if self.clock() - last_commit >= self.commit_interval_s:
@@ -247,6 +253,15 @@ class BatchLoop:
         finally:
             async with self.lock:
                 await self.commit()
+
+    def _fetch_again(self, consumer: Consumer, batches: Mapping[Any, list[Any]]) -> None:
+        """A batch fetched across a rebalance (or before its partitions' state was restored) is not
+        processed: the consumer's position goes back to its first record, so it is fetched again."""
+        self.dropped_batches += 1
+        current = set(consumer.assignment())
+        for tp, records in batches.items():
+            if records and tp in current:
+                consumer.seek(tp, records[0].offset)
 
     def _records(self, batches: Mapping[Any, list[Any]]) -> list[InRecord]:
         out = []

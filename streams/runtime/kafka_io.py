@@ -6,7 +6,7 @@ producer, a batch at a time. Faust stays the process runtime (timers, tasks, the
 
 What the group settings cost and buy (README, "Failover"): a worker that dies loses its partitions after
 ``FRESHET_GROUP_SESSION_TIMEOUT_S`` (the broker's ``group.min.session.timeout.ms`` bounds it from below,
-6 s by default); members heartbeat every session / 4 seconds. The range assignor gives one member the same
+6 s by default); members heartbeat every session / 6 seconds. The range assignor gives one member the same
 partition numbers of every input topic, so an event's entity state, its prediction and its label (keyed
 alike) meet in one worker and its state is restored from the same changelog partitions.
 """
@@ -86,9 +86,10 @@ def grouped_consumer(settings: Settings, topics: list[str], target: Rebalance) -
         auto_offset_reset="earliest",
         partition_assignment_strategy=(RangePartitionAssignor,),
         session_timeout_ms=session_ms,
-        heartbeat_interval_ms=max(500, session_ms // 4),
-        # A member that left (SIGTERM, revoke) is waited for at most this long when the group re-forms.
-        rebalance_timeout_ms=max(session_ms, 10_000),
+        # A survivor learns of a rebalance at its next heartbeat: a sixth of the session, at least 0.5 s.
+        heartbeat_interval_ms=max(500, session_ms // 6),
+        # How long the group waits for its members to rejoin (finishing their batch in flight) when it re-forms.
+        rebalance_timeout_ms=session_ms,
         max_poll_interval_ms=300_000,
         fetch_max_wait_ms=100,
         max_partition_fetch_bytes=1 << 20,

@@ -31,7 +31,7 @@ from streams.runtime.kafka_io import Sender, Wire
 
 log = logging.getLogger("freshet.worker")
 
-__all__ = ["ChangelogState", "Restorer", "restore_from_kafka"]
+__all__ = ["ChangelogState", "Restorer", "restore_consumer", "restore_from_kafka"]
 
 
 class Restorer(Protocol):
@@ -98,6 +98,21 @@ class ChangelogState:
         return loaded
 
 
+def restore_consumer(settings: Any) -> Any:
+    """The group-less consumer :func:`restore_from_kafka` reads changelogs with (not started)."""
+    from aiokafka import AIOKafkaConsumer
+
+    return AIOKafkaConsumer(
+        bootstrap_servers=settings.kafka_bootstrap,
+        client_id=f"{settings.app_id}-restore",
+        group_id=None,
+        enable_auto_commit=False,
+        auto_offset_reset="earliest",
+        fetch_max_wait_ms=50,
+        max_partition_fetch_bytes=4 << 20,
+    )
+
+
 async def restore_from_kafka(
     consumer: Any, topic: str, partitions: set[int]
 ) -> dict[int, list[tuple[bytes, bytes | None]]]:
@@ -106,11 +121,12 @@ async def restore_from_kafka(
 
     tps = [TopicPartition(topic, p) for p in sorted(partitions)]
     consumer.assign(tps)
+    begins = await consumer.beginning_offsets(tps)
     ends = await consumer.end_offsets(tps)
-    todo = {tp for tp in tps if ends.get(tp, 0) > 0}
+    todo = {tp for tp in tps if ends.get(tp, 0) > begins.get(tp, 0)}
     out: dict[int, list[tuple[bytes, bytes | None]]] = {p: [] for p in partitions}
-    if todo:
-        await consumer.seek_to_beginning(*todo)
+    for tp in todo:  # an explicit position (seek_to_beginning races with the assignment's own reset)
+        consumer.seek(tp, begins[tp])
     while todo:
         batches = await consumer.getmany(*todo, timeout_ms=200, max_records=10_000)
         for tp, records in batches.items():

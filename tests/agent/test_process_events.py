@@ -16,8 +16,14 @@ from prometheus_client import CollectorRegistry
 from streams.runtime.app import Runtime, create_app
 from streams.runtime.batch_loop import BatchLoop
 from streams.runtime.metrics import Metrics
-from streams.runtime.store import InMemoryOnlineStore
-from streams.runtime.testing import FakeRecord, FakeTopicPartition, ListConsumer, MemoryChangelog, RecordingSender
+from streams.runtime.testing import (
+    FakeRecord,
+    FakeTopicPartition,
+    InMemoryOnlineStore,
+    ListConsumer,
+    MemoryChangelog,
+    RecordingSender,
+)
 from streams.settings import Settings
 
 pytestmark = pytest.mark.agent
@@ -49,7 +55,10 @@ def run(loop: BatchLoop, batches: list[list[FakeRecord]], log: list[str] | None 
     async def go() -> ListConsumer:
         stop = asyncio.Event()
         consumer = ListConsumer(batches, stop, log)
-        await loop.run(consumer, MemoryChangelog(loop.sender.inner), stop=stop)  # type: ignore[attr-defined]
+        consumer.assigned = {FakeTopicPartition(r.topic, r.partition) for batch in batches for r in batch}
+        loop.restore = MemoryChangelog(loop.sender.inner)  # type: ignore[attr-defined]
+        await loop.on_assigned(consumer.assigned)  # what the group does before the first fetch
+        await loop.run(consumer, loop.restore, stop=stop)
         return consumer
 
     return asyncio.run(go())
@@ -128,12 +137,17 @@ def test_a_batch_fetched_across_a_rebalance_is_dropped(tmp_path: Path) -> None:
                 loop.generation += 1  # what on_revoked/on_assigned do while getmany waits
             return out
 
-    async def go() -> None:
+    async def go() -> Rebalancing:
         stop = asyncio.Event()
-        await loop.run(Rebalancing([[event(rt, 0, "u1", 1_700_000_000.0)]], stop), MemoryChangelog(sender), stop=stop)
+        consumer = Rebalancing([[event(rt, 5, "u1", 1_700_000_000.0)]], stop)
+        consumer.assigned = {FakeTopicPartition(rt.settings.topic("events"), 0)}
+        await loop.on_assigned(consumer.assigned)
+        await loop.run(consumer, MemoryChangelog(sender), stop=stop)
+        return consumer
 
-    asyncio.run(go())
+    consumer = asyncio.run(go())
     assert sender.sent == [] and loop.dropped_batches == 1
+    assert consumer.seeks == [(rt.settings.topic("events"), 0, 5)], "fetched again from its first record"
 
 
 def test_a_broker_outage_pauses_the_loop_and_resends_the_batch(tmp_path: Path) -> None:
