@@ -176,6 +176,7 @@ class Procs:
 def freshet(settings: Settings, logs: Path, n_workers: int = 1, learner: bool = True) -> Iterator[Procs]:
     """Topics created, ``n_workers`` workers and a learner running (each /metrics on a port of its own)."""
     svc.ensure_topics(settings)
+    shutil.rmtree(logs, ignore_errors=True)  # the logs of this run only (spawn appends)
     workers = []
     for _ in range(n_workers):
         port = svc.free_port()
