@@ -383,9 +383,11 @@ def worker_sigkill(servers: Servers, logs: Path, short: bool) -> Result:
             time.sleep(2.0)
             threading.Thread(target=procs.start, args=(target,), kwargs={"wait": False}, daemon=True).start()
         feeder.join(timeout=duration + 300)
-        wait_until(lambda: procs.metric("learner", "freshet_examples_learned_total") >= len(feeder.labels_sent),
-                   180)
+        drained = wait_until(lambda: procs.metric("learner", "freshet_examples_learned_total")
+                             >= len(feeder.labels_sent), 180)
         time.sleep(5.0)
+        r.figures["learner_caught_up_within_180_s"] = drained
+        r.figures["examples_learned"] = procs.metric("learner", "freshet_examples_learned_total")
         c, _ = count(s, feeder, procs)
     r.counts = c
     r.figures.update({"kills": kills, "killed_at": killed_at, "worker_lives": dict(procs.lives)})
