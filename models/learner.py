@@ -236,6 +236,8 @@ class Learner:
             promotion = replace(promotion, offset=offset)
             self.group.promotions[-1] = promotion
         for d in decisions:
+            if d.get("decision") == "rollback" and "~v" in str(d.get("candidate")):
+                self.group.drop_member(str(d["candidate"]))  # an operator's version, canaried: gone again
             d.setdefault("offset", offset)
             d.setdefault("event_ts", example.event_ts)
             d.setdefault("examples_learned", self.group.examples_learned)
