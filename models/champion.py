@@ -378,7 +378,7 @@ class ModelGroup:
         group.champion = state["champion"]
         group.examples_learned = state["examples_learned"]
         group.promotions = list(state["promotions"])
-        group._members = {
+        group._members = {  # noqa: SLF001  (building the instance in its own classmethod)
             name: _Member(
                 defn=m["defn"], model=m["model"], scorer=m["scorer"], window=m["window"],
                 examples_learned=m["examples_learned"],
@@ -388,9 +388,9 @@ class ModelGroup:
         group.sprt = dict(state.get("sprt") or {})
         group.router = state.get("router")
         if slot_def is not None:
-            group._reconcile(slot_def)
+            group._reconcile(slot_def)  # noqa: SLF001  (its own class)
         if group.router is None or group.router.cfg != getattr(group.slot_def, "routing", None):
-            group.router = group._new_router()  # no routing saved, or the spec's routing changed
+            group.router = group._new_router()  # noqa: SLF001  no routing saved, or the spec's routing changed
         return group
 
     def _reconcile(self, slot_def: ModelSlotDef) -> None:

@@ -2,7 +2,7 @@
 
 Pure modules (``models``, ``streams.core``, ``streams.features``) never read the wall clock themselves:
 they take a ``clock`` argument, whose default is :func:`system_clock`, the only place their code reads
-``time.time()``. Tests inject a fixed or stepping clock (``streams.testing.FixedClock``). Event time is
+``time.time()``. Tests inject a fixed or stepping clock (``streams.runtime.testing.FixedClock``). Event time is
 never taken from a clock: it is in the data (a label without one is dead-lettered unless the spec says
 otherwise, see ``[label] missing_time``).
 

@@ -185,7 +185,7 @@ def _make(name: str, binary: bool, window: int | None) -> Any:
     if name == "roc_auc":
         # Cumulative: River's ROCAUC (10 thresholds, what progressive_val_score reports);
         # rolling: River's exact RollingROCAUC.
-        return metrics.ROCAUC() if window is None else metrics.RollingROCAUC(window_size=window)
+        return metrics.ROCAUC() if window is None else metrics.RollingROCAUC(window_size=window)  # type: ignore[no-untyped-call]
     cls: Any = {
         "accuracy": metrics.Accuracy,
         "log_loss": metrics.LogLoss if binary else metrics.CrossEntropy,

@@ -193,7 +193,9 @@ _KNOWN = {
 }
 
 
-def parse_routing(raw: Any, slot: str, models: Sequence[str], kind: str = "classification") -> RoutingConfig:
+def parse_routing(  # noqa: C901  (one check per key of [models.routing], each with its own message)
+    raw: Any, slot: str, models: Sequence[str], kind: str = "classification"
+) -> RoutingConfig:
     """Parse a slot's ``[models.routing]`` (None: the champion serves everything).
 
     ``models`` are the slot's model names (champion first): every arm must be one of them.

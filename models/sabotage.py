@@ -36,7 +36,8 @@ class FlippedLabels(base.Classifier):
         self.model.learn_one(x, flipped)
 
     def predict_proba_one(self, x: Any, **kwargs: Any) -> dict[Any, float]:
-        return self.model.predict_proba_one(x)
+        proba: dict[Any, float] = self.model.predict_proba_one(x)
+        return proba
 
 
 class Slowed(base.Classifier):
@@ -51,7 +52,8 @@ class Slowed(base.Classifier):
 
     def predict_proba_one(self, x: Any, **kwargs: Any) -> dict[Any, float]:
         time.sleep(self.delay_ms / 1000.0)
-        return self.model.predict_proba_one(x)
+        proba: dict[Any, float] = self.model.predict_proba_one(x)
+        return proba
 
 
 def _inner(factory: str, params: dict[str, Any] | None) -> base.Classifier:

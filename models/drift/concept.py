@@ -9,7 +9,7 @@ Detectors (``detector=``), with freshet's default parameters. River's own defaul
 raise no alarm on a stationary Bernoulli(0.2) error stream of 100k events; where they do, freshet's
 defaults below were tuned so they don't (KSWIN: on 10k stationary real-valued errors; River's
 ``alpha=0.005`` is a test at 0.5% on every update, a false alarm every few hundred values). See
-``tests/unit/test_drift_concept.py``:
+``tests/unit/models/test_drift_concept.py``:
 
 ============  ==========================  =========  =============================================
 name          River class                 warnings   freshet defaults (override with ``params``)
@@ -315,21 +315,22 @@ class ConceptDriftMonitor:
     def _statistic(self, before: float | None) -> tuple[str, float, float]:
         d = self._detector
         name = self.detector_name
-        # The detectors' internals are read defensively: a River release may rename them.
+        # The detectors' internals are read defensively: a River release may rename them. River exposes no
+        # public statistic for Page-Hinkley or DDM, hence the private reads (SLF001) below.
         try:
             if name == "adwin":
                 return "error_mean", float(d.estimation), float(before if before is not None else 0.0)
             if name == "page_hinkley":
-                up = d._sum_increase - d._min_increase
-                down = d._max_decrease - d._sum_decrease
+                up = d._sum_increase - d._min_increase  # noqa: SLF001  (River: no public statistic)
+                down = d._max_decrease - d._sum_decrease  # noqa: SLF001
                 ph = {"up": up, "down": down}.get(d.mode, max(up, down))
                 return "ph", float(ph), float(d.threshold)
             if name == "kswin":
                 return "p_value", float(d.p_value), float(d.alpha)
             if name == "ddm":
-                p = d._p.get()
-                s = math.sqrt(p * (1 - p) / d._p.n)
-                return "p_plus_s", p + s, float(d._p_min + d.drift_threshold * d._s_min)
+                p = d._p.get()  # noqa: SLF001
+                s = math.sqrt(p * (1 - p) / d._p.n)  # noqa: SLF001
+                return "p_plus_s", p + s, float(d._p_min + d.drift_threshold * d._s_min)  # noqa: SLF001
         except (AttributeError, TypeError, ZeroDivisionError):
             pass
         recent, baseline = self._rates()

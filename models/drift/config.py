@@ -341,7 +341,7 @@ def _threshold(where: str, key: str, value: Any) -> float | None:
     return float(value)
 
 
-def _parse_window(
+def _parse_window(  # noqa: C901  (one check per key of [drift.*], in the order the reference lists them)
     where: str, raw: Any, base: WindowConfig | None = None, overrides: bool = True
 ) -> WindowConfig:
     raw = _table(where, raw)

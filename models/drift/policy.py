@@ -39,7 +39,7 @@ class DriftPolicy:
     - ``reset_and_retrain``: replace the model by a fresh one from its factory, trained on the last
       ``retrain_recent`` examples of the model's buffer (which keeps ``retrain_buffer``; default: all).
       Keep the buffer short: an abrupt drift is detected tens of examples after it happens, so a long
-      buffer is mostly the old concept (``tests/unit/test_drift_adaptive.py`` measures this).
+      buffer is mostly the old concept (``tests/unit/models/test_drift_adaptive.py`` measures this).
 
     Warnings (``level="warning"``) only ever alert.
 

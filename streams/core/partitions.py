@@ -12,4 +12,4 @@ def partition_for(key: str | bytes, n_partitions: int) -> int:
     (3, 3)
     """
     raw = key.encode() if isinstance(key, str) else key
-    return (murmur2(raw) & 0x7FFFFFFF) % n_partitions
+    return int((murmur2(raw) & 0x7FFFFFFF) % n_partitions)

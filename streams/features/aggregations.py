@@ -7,7 +7,7 @@ An aggregation is four pure functions over a small *state* (the extension point 
     merge(a, b)             -> state       # two states of disjoint sets of events
     result(state)           -> float | None
 
-The contract (``tests/unit/test_features_aggregations.py`` runs it against every shipped aggregation;
+The contract (``tests/unit/features/test_features_aggregations.py`` runs it against every shipped aggregation;
 run :func:`check_aggregation` on yours):
 
 * Pure: ``add``, ``merge`` and ``result`` never modify their arguments (the engine shares states
@@ -81,7 +81,7 @@ class Kernel:
     Optional: aggregations without one are called through their methods. Statements may span lines.
     Placeholders: ``{a}`` is a prefix for this slot's local variables; the snippets may read ``s`` (a
     tile's state), ``v`` (a valid value) and ``t`` (its event time, seconds). ``state`` and ``result``
-    are expressions. ``tests/unit/test_features_engine.py`` holds generated and method code equal.
+    are expressions. ``tests/unit/features/test_features_engine.py`` holds generated and method code equal.
     """
 
     init: str
@@ -364,7 +364,7 @@ class Variance(_Moments):
         n = state[0]
         if n <= self.ddof:
             return None
-        return max(0.0, float(state[2]) / (n - self.ddof))
+        return max(0.0, float(state[2]) / float(n - self.ddof))
 
     def kernel(self) -> Kernel:
         var = f"max(0.0, float({{a}}q) / ({{a}}n - {self.ddof}))"
@@ -760,7 +760,7 @@ class AggregationRegistry:
                 )
             factory = _import(name)
         try:
-            agg = factory(**params)
+            agg: Aggregation = factory(**params)
         except TypeError as exc:
             raise ValueError(f"aggregation {name!r} does not take params {params}: {exc}") from None
         problem = _protocol_problem(agg)
@@ -778,7 +778,8 @@ def _import(path: str) -> AggregationFactory:
     factory = getattr(module, attr, None)
     if factory is None or not callable(factory):
         raise ValueError(f"{module_name!r} has no callable {attr!r} to build the aggregation {path!r}")
-    return factory
+    built: AggregationFactory = factory
+    return built
 
 
 def _protocol_problem(agg: object) -> str | None:

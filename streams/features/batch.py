@@ -398,7 +398,8 @@ class _Prepared:
     def late(self, grace_us: int) -> np.ndarray:
         """Rows that were late for a feature with this grace (computed for valid rows)."""
         has = self.watermark_before != np.iinfo(np.int64).min
-        return has & (self.t_us < self.watermark_before - grace_us)
+        late: np.ndarray = has & (self.t_us < self.watermark_before - grace_us)
+        return late
 
 
 @dataclass
@@ -515,7 +516,7 @@ def _aggregate(
     assert agg is not None
     n = len(chunk)
     q, j = pairs.q, pairs.j
-    kind = type(agg)
+    kind: type = type(agg)  # compared with the shipped classes below (a Protocol type would never match)
     if d.field is None:
         if agg.relative_time:
             keep = j != queries.self_row[chunk][q]
@@ -529,7 +530,8 @@ def _aggregate(
         return np.bincount(q, minlength=n).astype(float)
     if kind is TimeSinceLast:
         latest = _group_reduce(q, prepared.t_us[j] / US_PER_S, n, "max")
-        return queries.t_us[chunk] / US_PER_S - latest
+        since: np.ndarray = queries.t_us[chunk] / US_PER_S - latest
+        return since
     if d.field is None:
         return _generic(agg, d, prepared, queries, chunk, q, j)
     x = prepared.columns[d.field].number[j]
@@ -538,7 +540,7 @@ def _aggregate(
     if kind in (Mean, Variance, Std):
         count = np.bincount(q, minlength=n).astype(float)
         with np.errstate(invalid="ignore", divide="ignore"):
-            mean = np.bincount(q, weights=x, minlength=n) / count
+            mean: np.ndarray = np.bincount(q, weights=x, minlength=n) / count
             if kind is Mean:
                 return mean
             dev = x - mean[q]

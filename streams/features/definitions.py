@@ -246,7 +246,7 @@ def parse_features(
     return defs
 
 
-def _parse_one(
+def _parse_one(  # noqa: C901  (one check per key of a feature, each with its own message)
     entry: Mapping[str, Any],
     label: str,
     registry: AggregationRegistry,

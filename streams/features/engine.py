@@ -479,7 +479,7 @@ def _tile_for(tiles: list[list[Any]], k: int, empties: tuple[Any, ...]) -> list[
     return tile
 
 
-def _query(
+def _query(  # noqa: C901  (the reference code of the generated query: one loop, kept readable beside it)
     g: _Group,
     tiles: list[list[Any]],
     pending: list[list[Any]],

@@ -17,6 +17,8 @@ alerts_test.yml``); against a running Prometheus, every dashboard panel's PromQL
 >>> config["rule_files"]
 ['/r/alerts.yml']
 """
+# ruff: noqa: SLF001  (Prometheus and Alertmanager run through streams.ops.services' own process helpers:
+# one implementation of locks, pid files, logs and stopping for every service freshet starts)
 
 from __future__ import annotations
 

@@ -344,7 +344,7 @@ class AttributeCache:
     event loop never waits on Redis per event. A store error serves what the cache has (or nothing).
 
     >>> import asyncio
-    >>> from streams.runtime.store import InMemoryOnlineStore
+    >>> from streams.runtime.testing import InMemoryOnlineStore
     >>> store = InMemoryOnlineStore()
     >>> store.set_attributes("u1", {"age": 41})
     >>> rec = InRecord("events", 0, 0, b"u1", b'{"entity": "u1"}', 0.0)

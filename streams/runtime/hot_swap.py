@@ -230,7 +230,7 @@ async def follow_versions(
                     if not await loop.run_in_executor(None, swap):
                         await loop.run_in_executor(None, follower.refresh, slot)
                 except Exception as exc:  # an announcement that breaks the follower: never a worker crash
-                    follower._refuse(slot, f"announcement not handled: {exc!r}"[:300])
+                    follower._refuse(slot, f"announcement not handled: {exc!r}"[:300])  # noqa: SLF001  (its driver)
             follower.export_staleness(time.time())
             export_routing(metrics, predictor)
     finally:

@@ -262,12 +262,16 @@ class LearnerLoop:
                     snapshot_every=self.settings.snapshot_every,
                     drift=self.drift_config,
                 )
-            except SnapshotError as exc:
-                # A tampered or unsigned version made current: refuse it as the predictors do and keep
-                # learning from our own models (their next snapshot becomes current). Once per version.
-                if self._refused.get(slot) != str(exc):
-                    self._refused[slot] = str(exc)
-                    log.error("slot %s: refusing to adopt the registry's current version: %s", slot, exc)
+            except Exception as exc:
+                if unreachable(exc):
+                    raise  # Redis down: the step's backoff deals with it
+                # A tampered or unsigned version made current (SnapshotError), or one that verifies but does not
+                # load: refuse it as the predictors do and keep learning from our own models (their next snapshot
+                # becomes current). Logged and counted once per reason.
+                why = str(exc) if isinstance(exc, SnapshotError) else f"the version does not load: {exc!r}"[:300]
+                if self._refused.get(slot) != why:
+                    self._refused[slot] = why
+                    log.error("slot %s: refusing to adopt the registry's current version: %s", slot, why)
                     self.metrics.dead_letters.labels(source="model-versions", reason="bad_snapshot").inc()
                 continue
             adopted.offset = max(offset, adopted.offset)

@@ -14,8 +14,8 @@ the learner pass ``freshet_log_lines_suppressed_total``'s ``inc``) is called onc
 [True, False, False, False]
 >>> f.suppressed
 3
->>> now[0] = 11.0; r = rec("cannot reach %s"); f.filter(r), r.getMessage()
-(True, 'cannot reach b1 (3 more like this in the last 11 s suppressed)')
+>>> now[0] = 11.0; r = rec("cannot reach %s"); f.filter(r), r.getMessage(), r.args
+(True, 'cannot reach b1 (3 more like this in the last 11 s suppressed)', ())
 >>> f.filter(rec("another kind %s"))
 True
 """
@@ -65,7 +65,7 @@ class RateLimitFilter(logging.Filter):
             self._kinds[kind] = [now, 0]
         if held:
             record.msg = f"{record.getMessage()} ({held} more like this in the last {since:.0f} s suppressed)"
-            record.args = None
+            record.args = ()  # not None: mode's formatter turns None into (None,) and formats again
         return True
 
 

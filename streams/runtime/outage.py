@@ -93,7 +93,7 @@ class HoldingStore:
     while it waits to try again (rows held), and returns what was written once it answers. Reads pass
     through (the worker's attribute cache serves what it has when they fail).
 
-    >>> from streams.runtime.store import InMemoryOnlineStore
+    >>> from streams.runtime.testing import InMemoryOnlineStore
     >>> class Flaky(InMemoryOnlineStore):
     ...     down = True
     ...     def write_many(self, rows):

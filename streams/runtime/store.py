@@ -13,23 +13,12 @@ Layout (``prefix`` defaults to ``"freshet:"``; a ``:`` is added when the prefix 
 Writes are pipelined (one round trip per ``batch_size`` rows) and each row is applied atomically by a
 small Lua script. Reads: :meth:`~RedisOnlineStore.get`, :meth:`~RedisOnlineStore.get_many`.
 
-:class:`InMemoryOnlineStore` has the same API, with an injectable clock, for unit tests only.
-
->>> store = InMemoryOnlineStore(ttl_s=60, clock=FixedClock(1000.0))
->>> store.write_many([("user-1", {"x1_mean_60s": 0.5, "n_60s": None}, 1700000000.25)])
-1
->>> store.get("user-1")
-{'x1_mean_60s': 0.5, 'n_60s': None, '_as_of_s': 1700000000.25}
->>> store.write_many([("user-1", {"x1_mean_60s": 9.0, "n_60s": 1.0}, 1699999999.0)])   # older: ignored
-0
->>> store.clock.advance(61); store.get("user-1") is None
-True
+:class:`streams.runtime.testing.InMemoryOnlineStore` has the same API over a dict, for unit tests.
 """
 
 from __future__ import annotations
 
 import math
-import time
 from collections.abc import Iterable, Mapping
 from typing import Any, Protocol
 
@@ -49,39 +38,6 @@ local ttl = tonumber(ARGV[1])
 if ttl > 0 then redis.call('PEXPIRE', KEYS[1], ttl) end
 return 1
 """
-
-
-class Clock(Protocol):
-    def now(self) -> float:
-        """Wall-clock epoch seconds."""
-        ...
-
-
-class SystemClock:
-    """The real wall clock."""
-
-    def now(self) -> float:
-        return time.time()
-
-
-class FixedClock:
-    """A clock that only moves when told to (tests).
-
-    >>> c = FixedClock(10.0); c.advance(2.5); c.now()
-    12.5
-    """
-
-    def __init__(self, t_s: float = 0.0) -> None:
-        self.t_s = float(t_s)
-
-    def now(self) -> float:
-        return self.t_s
-
-    def advance(self, seconds: float) -> None:
-        self.t_s += seconds
-
-    def set(self, t_s: float) -> None:
-        self.t_s = float(t_s)
 
 
 class OnlineStore(Protocol):
@@ -145,7 +101,7 @@ def decode_value(raw: str | bytes) -> float | None:
         return None
 
 
-def _decode_attribute(raw: str | bytes) -> float | str:
+def decode_attribute(raw: str | bytes) -> float | str:
     text = raw.decode() if isinstance(raw, bytes) else raw
     try:
         f = float(text)
@@ -154,7 +110,7 @@ def _decode_attribute(raw: str | bytes) -> float | str:
     return f if math.isfinite(f) else text
 
 
-def _check_ttl(ttl_s: float | None) -> float | None:
+def check_ttl(ttl_s: float | None) -> float | None:
     if ttl_s is None:
         return None
     if isinstance(ttl_s, bool) or not isinstance(ttl_s, int | float) or not ttl_s > 0 or math.isinf(ttl_s):
@@ -173,7 +129,7 @@ class RedisOnlineStore:
         self, redis_client: Any, ttl_s: float | None = 86400.0, prefix: str = "freshet:", batch_size: int = 500
     ) -> None:
         self.redis = redis_client
-        self.ttl_s = _check_ttl(ttl_s)
+        self.ttl_s = check_ttl(ttl_s)
         # "app:features" and "app:features:" both give keys "app:features:f:<entity>".
         self.prefix = prefix if not prefix or prefix.endswith(":") else prefix + ":"
         self.batch_size = max(1, int(batch_size))
@@ -246,54 +202,10 @@ class RedisOnlineStore:
 
     def attributes(self, entity: str) -> dict[str, float | str]:
         raw = self.redis.hgetall(self.attribute_key(entity))
-        return {(k.decode() if isinstance(k, bytes) else k): _decode_attribute(v) for k, v in raw.items()}
+        return {(k.decode() if isinstance(k, bytes) else k): decode_attribute(v) for k, v in raw.items()}
 
     def set_attributes(self, entity: str, attributes: Mapping[str, float | str]) -> None:
         if attributes:
             self.redis.hset(self.attribute_key(entity), mapping={k: str(v) for k, v in attributes.items()})
 
 
-class InMemoryOnlineStore:
-    """The online store's API over a dict, with TTLs on an injected clock. For unit tests only."""
-
-    def __init__(self, ttl_s: float | None = 86400.0, clock: Clock | None = None) -> None:
-        self.ttl_s = _check_ttl(ttl_s)
-        self.clock: Any = clock or SystemClock()
-        self._vectors: dict[str, tuple[dict[str, float | None], float, float | None]] = {}
-        self._attributes: dict[str, dict[str, float | str]] = {}
-
-    def write_many(self, rows: Iterable[FeatureRow]) -> int:
-        written = 0
-        now = self.clock.now()
-        for entity, values, as_of_s in rows:
-            current = self._live(entity, now)
-            if current is not None and current[1] > as_of_s:
-                continue
-            expires = None if self.ttl_s is None else now + self.ttl_s
-            # Round-trip through the stored text, as Redis does.
-            stored = {k: decode_value(encode_value(v)) for k, v in values.items()}
-            self._vectors[entity] = (stored, float(as_of_s), expires)
-            written += 1
-        return written
-
-    def _live(self, entity: str, now: float) -> tuple[dict[str, float | None], float, float | None] | None:
-        item = self._vectors.get(entity)
-        if item is not None and item[2] is not None and now >= item[2]:
-            del self._vectors[entity]
-            return None
-        return item
-
-    def get(self, entity: str) -> dict[str, float | None] | None:
-        item = self._live(entity, self.clock.now())
-        if item is None:
-            return None
-        return {**item[0], AS_OF: item[1]}
-
-    def get_many(self, entities: Iterable[str]) -> dict[str, dict[str, float | None] | None]:
-        return {e: self.get(e) for e in entities}
-
-    def attributes(self, entity: str) -> dict[str, float | str]:
-        return {k: _decode_attribute(str(v)) for k, v in self._attributes.get(entity, {}).items()}
-
-    def set_attributes(self, entity: str, attributes: Mapping[str, float | str]) -> None:
-        self._attributes.setdefault(entity, {}).update(attributes)

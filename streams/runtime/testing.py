@@ -1,4 +1,21 @@
-"""Test doubles shipped with freshet (for unit and agent tests only; never used in production).
+"""Test doubles shipped with freshet, all in this one module (for tests only; never used in production).
+
+* :class:`FixedClock` — a :data:`models.clock.Clock` that moves only when told to;
+* :class:`InMemoryOnlineStore` — the online store's API over a dict, TTLs on an injected clock;
+* :class:`InMemoryRegistryStore` — the model registry's storage over a dict (defined in ``models.registry``,
+  which imports nothing from ``streams``; re-exported here);
+* :class:`RecordingSender`, :class:`ListConsumer`, :class:`MemoryChangelog`, :class:`FakeRecord` — the worker's
+  Kafka I/O: a recording topic, a consumer over lists, changelogs in memory.
+
+>>> store = InMemoryOnlineStore(ttl_s=60, clock=FixedClock(1000.0))
+>>> store.write_many([("user-1", {"x1_mean_60s": 0.5, "n_60s": None}, 1700000000.25)])
+1
+>>> store.get("user-1")
+{'x1_mean_60s': 0.5, 'n_60s': None, '_as_of_s': 1700000000.25}
+>>> store.write_many([("user-1", {"x1_mean_60s": 9.0, "n_60s": 1.0}, 1699999999.0)])   # older: ignored
+0
+>>> store.clock.advance(61); store.get("user-1") is None
+True
 
 >>> import asyncio
 >>> sender = RecordingSender()
@@ -14,7 +31,75 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from models.clock import Clock, system_clock
+from models.registry import InMemoryRegistryStore as InMemoryRegistryStore  # re-exported: the one place
 from streams.runtime.kafka_io import Wire
+from streams.runtime.store import AS_OF, FeatureRow, check_ttl, decode_attribute, decode_value, encode_value
+
+
+class FixedClock:
+    """A clock (``clock()`` gives epoch seconds) that only moves when told to.
+
+    >>> c = FixedClock(10.0); c.advance(2.5); c()
+    12.5
+    """
+
+    def __init__(self, t_s: float = 0.0) -> None:
+        self.t_s = float(t_s)
+
+    def __call__(self) -> float:
+        return self.t_s
+
+    def advance(self, seconds: float) -> None:
+        self.t_s += seconds
+
+
+class InMemoryOnlineStore:
+    """The online store's API over a dict, with TTLs on an injected clock. For unit tests only."""
+
+    def __init__(self, ttl_s: float | None = 86400.0, clock: Clock = system_clock) -> None:
+        self.ttl_s = check_ttl(ttl_s)
+        self.clock = clock
+        self._vectors: dict[str, tuple[dict[str, float | None], float, float | None]] = {}
+        self._attributes: dict[str, dict[str, float | str]] = {}
+
+    def write_many(self, rows: Iterable[FeatureRow]) -> int:
+        written = 0
+        now = self.clock()
+        for entity, values, as_of_s in rows:
+            current = self._live(entity, now)
+            if current is not None and current[1] > as_of_s:
+                continue
+            expires = None if self.ttl_s is None else now + self.ttl_s
+            # Round-trip through the stored text, as Redis does.
+            stored = {k: decode_value(encode_value(v)) for k, v in values.items()}
+            self._vectors[entity] = (stored, float(as_of_s), expires)
+            written += 1
+        return written
+
+    def _live(self, entity: str, now: float) -> tuple[dict[str, float | None], float, float | None] | None:
+        item = self._vectors.get(entity)
+        if item is not None and item[2] is not None and now >= item[2]:
+            del self._vectors[entity]
+            return None
+        return item
+
+    def get(self, entity: str) -> dict[str, float | None] | None:
+        item = self._live(entity, self.clock())
+        if item is None:
+            return None
+        return {**item[0], AS_OF: item[1]}
+
+    def get_many(self, entities: Iterable[str]) -> dict[str, dict[str, float | None] | None]:
+        return {e: self.get(e) for e in entities}
+
+    def attributes(self, entity: str) -> dict[str, float | str]:
+        return {k: decode_attribute(str(v)) for k, v in self._attributes.get(entity, {}).items()}
+
+    def set_attributes(self, entity: str, attributes: Mapping[str, float | str]) -> None:
+        self._attributes.setdefault(entity, {}).update(attributes)
+
+
 
 
 class RecordingSender:

@@ -16,8 +16,14 @@ from prometheus_client import CollectorRegistry
 from streams.runtime.app import Runtime, create_app
 from streams.runtime.batch_loop import BatchLoop
 from streams.runtime.metrics import Metrics
-from streams.runtime.store import InMemoryOnlineStore
-from streams.runtime.testing import FakeRecord, FakeTopicPartition, ListConsumer, MemoryChangelog, RecordingSender
+from streams.runtime.testing import (
+    FakeRecord,
+    FakeTopicPartition,
+    InMemoryOnlineStore,
+    ListConsumer,
+    MemoryChangelog,
+    RecordingSender,
+)
 from streams.settings import Settings
 
 pytestmark = pytest.mark.agent

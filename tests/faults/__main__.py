@@ -4,7 +4,7 @@ Starts its own Kafka broker and Redis server on free loopback ports, runs every 
 :mod:`tests.faults.scenarios` (or those named) against freshet's real processes, prints each one's counts
 and checks, writes them to ``reports/faults/latest.json`` and exits 1 when a check failed::
 
-    python -m tests.faults                     # every scenario (about 15 minutes)
+    python -m tests.faults                     # every scenario (about 17 minutes)
     python -m tests.faults --short             # the short version (what make test runs, about 2 minutes)
     python -m tests.faults redis_outage junk_versions
 """

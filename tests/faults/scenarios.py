@@ -171,6 +171,14 @@ def junk_versions(servers: Servers, logs: Path, short: bool) -> Result:
         refused = {"source": "model-versions", "reason": "bad_snapshot"}
         wait_until(lambda: procs.metric("worker1", "freshet_dead_letters_total", **refused) >= 1
                    and procs.metric("learner", "freshet_dead_letters_total", **refused) >= 1, 60)
+        # A version signed with the processes' own key that verifies but does not load (not a model group).
+        owner = Registry(RedisRegistryStore(client, prefix=f"{s.app_id}:registry"), s.signing_key)
+        unloadable = owner.save_blob("default", pickle.dumps({"not": "a model group"}), slot="default",
+                                     examples_learned=1, offset=0, make_current=True, champion="lr")
+        send_all(s, "model-versions", [("unloadable", b"default", orjson.dumps(
+            {"v": 1, "kind": "record", "snapshot": True, **unloadable.to_dict()}), None)])
+        wait_until(lambda: procs.metric("worker1", "freshet_dead_letters_total", **refused) >= 2
+                   and procs.metric("learner", "freshet_dead_letters_total", **refused) >= 2, 60)
         worker_refused = procs.metric("worker1", "freshet_dead_letters_total", **refused)
         learner_refused = procs.metric("learner", "freshet_dead_letters_total", **refused)
         _drain(s, feeder, procs, 120)
@@ -179,15 +187,16 @@ def junk_versions(servers: Servers, logs: Path, short: bool) -> Result:
         served_after = procs.metric("worker1", "freshet_model_version", role="predict")
         c, _ = count(s, feeder, procs)
     r.counts = c
-    r.figures.update({"forged_version": forged.version, "current_after": current,
+    r.figures.update({"forged_version": forged.version, "unloadable_version": unloadable.version,
+                      "current_after": current,
                       "refused": {"worker": worker_refused, "learner": learner_refused},
                       "served_version": [served_before, served_after]})
-    r.check("the forged snapshot refused by the worker and the learner (counted)",
-            worker_refused >= 1 and learner_refused >= 1, f"worker {worker_refused}, learner {learner_refused}")
+    r.check("the forged snapshot and the one that does not load refused by the worker and the learner (counted)",
+            worker_refused >= 2 and learner_refused >= 2, f"worker {worker_refused}, learner {learner_refused}")
     r.check("no code from Redis ran", not marker.exists(), marker.name)
     # Known limit: the forged pointer stays current until the learner's next snapshot (FRESHET_SNAPSHOT_EVERY
     # examples); until then workers keep the verified version they serve and swap in no newer record.
-    r.figures["forged_pointer_replaced"] = current is not None and current > forged.version
+    r.figures["forged_pointer_replaced"] = current is not None and current > unloadable.version
     r.check("the worker never fell back to an untrained model", served_after >= served_before >= 1,
             f"{served_before} → {served_after}")
     _common_checks(r, c)
@@ -374,9 +383,11 @@ def worker_sigkill(servers: Servers, logs: Path, short: bool) -> Result:
             time.sleep(2.0)
             threading.Thread(target=procs.start, args=(target,), kwargs={"wait": False}, daemon=True).start()
         feeder.join(timeout=duration + 300)
-        wait_until(lambda: procs.metric("learner", "freshet_examples_learned_total") >= len(feeder.labels_sent),
-                   180)
+        drained = wait_until(lambda: procs.metric("learner", "freshet_examples_learned_total")
+                             >= len(feeder.labels_sent), 180)
         time.sleep(5.0)
+        r.figures["learner_caught_up_within_180_s"] = drained
+        r.figures["examples_learned"] = procs.metric("learner", "freshet_examples_learned_total")
         c, _ = count(s, feeder, procs)
     r.counts = c
     r.figures.update({"kills": kills, "killed_at": killed_at, "worker_lives": dict(procs.lives)})

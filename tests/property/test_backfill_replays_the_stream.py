@@ -9,6 +9,7 @@ out-of-order and late events as on time: wrong on hundreds of rows of a real car
 
 from __future__ import annotations
 
+import json
 import tempfile
 from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
@@ -29,36 +30,23 @@ from streams.spec import PipelineSpec
 
 pytestmark = pytest.mark.property
 
-SPEC_TOML = """
-[event.fields]
-amount = "float"
+FEATURES: list[dict[str, Any]] = [
+    {"name": "n_10s", "agg": "count", "window": {"kind": "sliding", "size_s": 10}, "grace_s": 2.0},
+    {"name": "amount_sum_5s", "agg": "sum", "field": "amount", "window": {"kind": "tumbling", "size_s": 5}},
+    {"name": "amount_mean_30s", "agg": "mean", "field": "amount", "grace_s": 5.0, "late_policy": "drop",
+     "window": {"kind": "hopping", "size_s": 30, "hop_s": 10}},
+    {"name": "since_last", "agg": "time_since_last", "window": {"kind": "sliding", "size_s": 60}, "grace_s": 1.0},
+]
 
-[[features]]
-name = "n_10s"
-agg = "count"
-window = { kind = "sliding", size_s = 10 }
-grace_s = 2.0
 
-[[features]]
-name = "amount_sum_5s"
-agg = "sum"
-field = "amount"
-window = { kind = "tumbling", size_s = 5 }
-grace_s = 1.0
+def inline(value: Any) -> str:
+    """A TOML value (inline tables; strings as JSON strings, which TOML reads the same)."""
+    if isinstance(value, dict):
+        return "{ " + ", ".join(f"{k} = {inline(v)}" for k, v in value.items()) + " }"
+    return json.dumps(value)
 
-[[features]]
-name = "amount_mean_30s"
-agg = "mean"
-field = "amount"
-window = { kind = "hopping", size_s = 30, hop_s = 10 }
-grace_s = 5.0
-late_policy = "drop"
 
-[[features]]
-name = "since_last"
-agg = "time_since_last"
-window = { kind = "sliding", size_s = 60 }
-"""
+SPEC_TOML = "features = [\n" + "".join(f"  {inline(f)},\n" for f in FEATURES) + ']\n[event.fields]\namount = "float"\n'
 SPEC = PipelineSpec.from_toml(SPEC_TOML)
 NAMES = [d.name for d in SPEC.features]
 T0 = 1_700_000_000.0

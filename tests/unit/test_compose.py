@@ -212,3 +212,13 @@ def test_dockerfile_copies_only_what_exists() -> None:
     assert "pyproject.toml" in sources and "streams" in sources
     missing = [s for s in sources if not (REPO / s).exists()]
     assert not missing, f"the Dockerfile copies {missing}, which are not in the repo"
+
+
+def test_the_registry_survives_a_redis_restart_and_metrics_stay_inside(compose: dict[str, Any]) -> None:
+    """Redis keeps an append-only file on a volume (the registry's versions and pointer survive a restart);
+    the worker's and learner's /metrics are reachable by Prometheus on the compose network, not published."""
+    redis_cmd = compose["redis"]["command"]
+    assert redis_cmd[redis_cmd.index("--appendonly") + 1] == "yes"
+    assert any(str(v).endswith(":/data") for v in compose["redis"].get("volumes") or [])
+    for name in ("worker", "learner"):
+        assert not compose[name].get("ports"), f"{name} publishes its /metrics on the host"

@@ -157,3 +157,9 @@ def test_a_planted_violation_is_found(importer: str, imported: str) -> None:
     modules = project_modules()
     modules[importer] = [*modules[importer], imported]
     assert violations(modules) == [violations({importer: [imported]})[0]]
+
+
+def test_no_production_module_imports_the_test_doubles() -> None:
+    users = [m for m, imported in project_modules().items()
+             if m != "streams.runtime.testing" and any(i.startswith("streams.runtime.testing") for i in imported)]
+    assert users == []

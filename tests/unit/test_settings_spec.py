@@ -61,3 +61,36 @@ def test_synthetic_drift_changes_the_concept() -> None:
         return sum(y for _, y in part) / len(part)
 
     assert abs(rate(items[:2000]) - rate(items[2000:])) > 0.02
+
+
+def test_a_feature_on_an_undeclared_field_is_one_error_for_worker_learner_backfill_and_warm_start(
+    tmp_path: Path,
+) -> None:
+    """The worker used to accept it (the feature was always None) while backfill and warm start refused it."""
+    from streams.runtime.app import Runtime
+
+    text = """
+[event.fields]
+amount = "float"
+[[features]]
+name = "amt_sum_10s"
+agg = "sum"
+field = "amt"
+window = { kind = "sliding", size_s = 10 }
+"""
+    from streams.features.batch import backfill
+    from streams.runtime.learner_loop import load_slots
+    from streams.runtime.testing import InMemoryOnlineStore
+
+    spec = tmp_path / "spec.toml"
+    spec.write_text(text)
+    settings = Settings(spec_path=spec)
+    events = tmp_path / "events.csv"
+    events.write_text("id,entity,ts,amount\ne1,u1,1700000000,1.0\n")
+    for reader in (
+        lambda: Runtime.build(settings, store=InMemoryOnlineStore()),  # the worker
+        lambda: load_slots(settings),  # the learner
+        lambda: backfill(spec, events, tmp_path / "out.parquet"),  # backfill (warm start reads the same spec)
+    ):
+        with pytest.raises(SpecError, match=r"field 'amt' is not in \[event\.fields\]"):
+            reader()

@@ -16,7 +16,7 @@ from streams.core.serve import OFFSET_BYTES, InRecord, ServeOutput, ServeStep
 from streams.features import FeatureEngine
 from streams.spec import PipelineSpec
 
-SPEC_PATH = Path(__file__).resolve().parents[2] / "pipelines" / "demo.toml"
+SPEC_PATH = Path(__file__).resolve().parents[3] / "pipelines" / "demo.toml"
 SPEC = PipelineSpec.load(SPEC_PATH)
 T0 = 1_700_000_000.0
 

@@ -122,3 +122,22 @@ def test_labels_that_do_not_fit_the_slot_are_dead_lettered_as_bad_label() -> Non
                         + [InRecord("labels", 0, i, b"e1", v, 101.0) for i, v in enumerate(labels)])
     assert [orjson.loads(m.value)["reason"] for m in out.dead_letters] == ["bad_label"] * 3
     assert [orjson.loads(m.value)["label"] for m in out.examples] == [False]
+
+
+def test_a_label_without_ts_is_dead_lettered_or_takes_its_append_time_never_the_wall_clock() -> None:
+    """A replay of two-day-old events: their labels without ``ts`` used to get the wall clock as event time,
+    so every one expired (TTL on event time) and nothing said why."""
+    from streams.spec import LabelSchema
+
+    old = 1_600_000_000.0  # years before the wall clock
+    records = [InRecord("predictions", 0, 0, b"e1", encode(pred("e1", old).to_dict()), old),
+               InRecord("labels", 0, 0, b"e1", b'{"id": "e1", "label": true}', old + 5)]
+    strict = JoinStep(TTL, {}, 1, {"default": "classification"}, predictions_topic="predictions",
+                      label_schema=LabelSchema())
+    out = strict.on_batch(records)
+    assert [orjson.loads(m.value)["reason"] for m in out.dead_letters] == ["missing_time"] and out.examples == []
+    arrival = JoinStep(TTL, {}, 1, {"default": "classification"}, predictions_topic="predictions",
+                       label_schema=LabelSchema(missing_time="arrival"))
+    out = arrival.on_batch(records)
+    [example] = [orjson.loads(m.value) for m in out.examples]
+    assert example["label_ts"] == old + 5 and out.dead_letters == []

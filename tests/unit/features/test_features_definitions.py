@@ -11,7 +11,7 @@ from streams.features import FeatureEngine, parse_features
 from streams.features.aggregations import DEFAULT_REGISTRY
 from streams.spec import PipelineSpec, SpecError
 
-REPO = Path(__file__).resolve().parents[2]
+REPO = Path(__file__).resolve().parents[3]
 SLIDING = {"kind": "sliding", "size_s": 60}
 
 

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from streams.runtime.store import AS_OF, FixedClock, InMemoryOnlineStore, decode_value, encode_value
+from streams.runtime.store import AS_OF, decode_value, encode_value
+from streams.runtime.testing import FixedClock, InMemoryOnlineStore
 
 
 def test_write_get_and_freshness() -> None:

@@ -11,7 +11,7 @@ from PIL import Image
 from streams.ops.browser import check_page
 from streams.ops.report import build_report
 from streams.ops.report_cli import REPORT_PARTS
-from tests.unit.test_report import T0, alerts, snapshots
+from tests.unit.ops.test_report import T0, alerts, snapshots
 
 
 def predictions() -> list[dict[str, object]]:
