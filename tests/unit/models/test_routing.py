@@ -202,3 +202,19 @@ def test_worker_serves_the_plan_and_records_arm_share_route() -> None:
     _, _, label, routed, arm = predictor.predict_routed("s", {"x": 1.0}, "u1", "e1")
     assert routed is not None and arm is not None and label == f"{arm}@5" and arm_of(label) == arm
     assert routed.plan.experiment == "ab"
+
+
+def test_watch_shows_a_row_per_arm_with_its_share_and_served_outcomes() -> None:
+    from streams.ops.watch_view import WatchState, render_text
+
+    state = WatchState()
+    base = {"v": 1, "slot": "s", "version": 9, "n": 5000, "offset": 4999, "event_ts": 1.0, "ts": 2.0}
+    for arm, acc, n in (("lr", 0.91, 4700), ("prior", 0.5, 300)):
+        state.on_metrics({**base, "model": f"s/arm/{arm}", "name": arm, "role": "arm", "experiment": "s-bandit",
+                          "share": 0.5, "metrics": {"n": n, "accuracy": acc, "accuracy_rolling": acc}})
+    state.on_metrics({**base, "model": "s/routing", "name": "routing", "role": "routing", "kind": "bandit",
+                      "shares": {"lr": 0.95, "prior": 0.05}})
+    screen = render_text(state, width=160)
+    lr = next(line for line in screen.splitlines() if "s/arm/lr" in line)
+    assert "arm 95% s-bandit" in lr and "4,700" in lr and "0.910" in lr
+    assert "s/routing" not in screen
