@@ -102,10 +102,11 @@ class _Deferred:
     def __init__(self) -> None:
         self.target: Sender | None = None
 
-    async def send_all(self, messages: list[Wire]) -> None:
-        if messages:
-            assert self.target is not None, "the worker's producer is not started"
-            await self.target.send_all(messages)
+    async def send_all(self, messages: list[Wire]) -> Any:
+        if not messages:
+            return []
+        assert self.target is not None, "the worker's producer is not started"
+        return await self.target.send_all(messages)
 
 
 def build_loop(rt: Runtime, sender: Sender) -> BatchLoop:
@@ -177,25 +178,29 @@ def create_app(rt: Runtime, sender: Sender | None = None) -> faust.App:
 
     @app.task
     async def hot_path() -> None:
-        """The batch loop with its consumer, its producer and a group-less consumer for state restores."""
+        """The batch loop with its consumer, its producer and a group-less consumer per state changelog for restores."""
         await ensure_compacted(s, [loop.feature_state.topic, loop.label_join.topic])
         prod = producer(s)
         await prod.start()
         deferred.target = ProducerSender(prod)
-        restorer = restore_consumer(s)
-        await restorer.start()
+        restorers = {loop.feature_state.topic: restore_consumer(s), loop.label_join.topic: restore_consumer(s)}
+        for restorer in restorers.values():
+            await restorer.start()
         # Serve with the champion, never the untrained model, when a version exists (bounded wait).
         try:
             await asyncio.wait_for(versions_loaded.wait(), timeout=30.0)
         except TimeoutError:
             log.warning("model versions not loaded after 30 s; serving what is loaded")
+        # Before the consumer starts: its first assignment may come before the loop runs.
+        loop.restore = lambda topic, parts, known: restore_from_kafka(restorers[topic], topic, parts, known)
         consumer = grouped_consumer(s, [s.topic("events"), s.topic("predictions"), s.topic("labels")], loop)
         await consumer.start()
         try:
-            await loop.run(consumer, lambda topic, parts: restore_from_kafka(restorer, topic, parts))
+            await loop.run(consumer, loop.restore)
         finally:
             await consumer.stop()  # leaves the group: the others take over at once
-            await restorer.stop()
+            for restorer in restorers.values():
+                await restorer.stop()
             await prod.stop()
 
     @app.timer(interval=1.0)

@@ -90,16 +90,15 @@ class RetryingSender:
         self.refused = 0
         self._logged = 0.0
 
-    async def send_all(self, messages: list[Wire]) -> None:
+    async def send_all(self, messages: list[Wire]) -> Any:
         backoff = 0.1
         while True:
             try:
-                await self.inner.send_all(messages)
-                return
+                return await self.inner.send_all(messages)
             except Exception as exc:
                 if not _retriable(exc):
                     await self._one_by_one(messages)
-                    return
+                    return None
                 self.retries += 1
                 self._warn("send of %d messages failed (%r); retrying in %.1f s", len(messages), exc, backoff)
                 await asyncio.sleep(backoff)
@@ -180,10 +179,11 @@ class BatchLoop:
         self.offsets = Offsets()
         self.lock = asyncio.Lock()
         self.generation = 0  # changes at every revoke and assignment: a batch fetched before is dropped
-        self.assigned: set[tuple[str, int]] = set()
+        self.assigned: set[tuple[str, int]] = set()  # partitions whose records the loop processes
+        self.held: set[tuple[str, int]] = set()  # partitions whose state the memory holds
         self.read_next: dict[tuple[str, int], int] = {}  # next offset handed to the steps (consumer lag)
         self.consumer: Consumer | None = None
-        self.restore: Restorer | None = None
+        self.restore: Restorer | None = None  # set before the consumer starts (its first assignment)
         self.batches = 0
         self.dropped_batches = 0
         self._name_of = dict(topics.outputs)
@@ -290,7 +290,7 @@ class BatchLoop:
     # -- rebalance -------------------------------------------------------------------------------------
 
     async def on_revoked(self, revoked: set[Any]) -> None:
-        """The batch in flight finishes and is committed; then the revoked partitions' state is dropped."""
+        """The batch in flight finishes and is committed; the partitions are not processed until assigned."""
         async with self.lock:
             self.generation += 1
             await self.commit()
@@ -299,9 +299,7 @@ class BatchLoop:
             self.assigned -= tps
             for tp in tps:
                 self.read_next.pop(tp, None)
-            self.feature_state.drop({p for t, p in tps if t == self.topics.events})
-            self.label_join.drop({p for t, p in tps if t != self.topics.events})
-            self.join.rebuild_index()
+            # Their state stays in memory until the new assignment says whether they come back.
             log.info("partitions revoked: %s", sorted(tps))
 
     async def on_assigned(self, assigned: set[Any]) -> None:
@@ -309,11 +307,20 @@ class BatchLoop:
         async with self.lock:
             self.generation += 1
             tps = {(tp.topic, tp.partition) for tp in assigned}
-            new = tps - self.assigned
-            self.assigned |= tps
+            events = self.topics.events
+            lost = self.held - tps
+            self.feature_state.drop({p for t, p in lost if t == events})
+            self.label_join.drop({p for t, p in lost if t != events} - {p for t, p in tps if t != events})
+            self.held = set()
+            if self.restore is None:
+                raise RuntimeError("partitions assigned before the loop has a restorer: state would be empty")
             if self.restore is not None:
-                await self.feature_state.restore({p for t, p in new if t == self.topics.events}, self.restore)
-                await self.label_join.restore({p for t, p in new if t != self.topics.events}, self.restore)
+                await asyncio.gather(
+                    self.feature_state.restore({p for t, p in tps if t == events}, self.restore),
+                    self.label_join.restore({p for t, p in tps if t != events}, self.restore),
+                )
+                self.held = set(tps)
+            self.assigned = tps
             self.join.rebuild_index()
             log.info("partitions assigned: %s (state restored)", sorted(tps))
             self.on_ready()

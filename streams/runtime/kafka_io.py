@@ -33,9 +33,12 @@ __all__ = ["ProducerSender", "Rebalance", "Sender", "Wire", "ensure_compacted", 
 
 
 class Sender(Protocol):
-    """Sends a batch of messages and returns once every one is acknowledged (raises if one failed)."""
+    """Sends a batch of messages and returns once every one is acknowledged (raises if one failed).
 
-    async def send_all(self, messages: list[Wire]) -> None: ...
+    Returns the acknowledgements (``RecordMetadata``, one per message, in order) when it has them.
+    """
+
+    async def send_all(self, messages: list[Wire]) -> Any: ...
 
 
 class ProducerSender:
@@ -48,12 +51,12 @@ class ProducerSender:
     def __init__(self, producer: AIOKafkaProducer) -> None:
         self.producer = producer
 
-    async def send_all(self, messages: list[Wire]) -> None:
+    async def send_all(self, messages: list[Wire]) -> list[Any]:
         if not messages:
-            return
+            return []
         send = self.producer.send
         futures = [await send(topic, value, key=key, partition=partition) for topic, key, value, partition in messages]
-        await asyncio.gather(*futures)
+        return list(await asyncio.gather(*futures))
 
 
 class Rebalance(Protocol):

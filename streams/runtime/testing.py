@@ -181,9 +181,11 @@ class MemoryChangelog:
     def __init__(self, sender: RecordingSender) -> None:
         self.sender = sender
 
-    async def __call__(self, topic: str, partitions: set[int]) -> dict[int, list[tuple[bytes, bytes | None]]]:
+    async def __call__(
+        self, topic: str, partitions: set[int], known_end: Mapping[int, int]
+    ) -> dict[int, tuple[list[tuple[bytes, bytes | None]] | None, int | None]]:
         out: dict[int, list[tuple[bytes, bytes | None]]] = {p: [] for p in partitions}
         for name, key, value, partition in self.sender.sent:
             if name == topic and partition in partitions and key is not None:
                 out[partition].append((key, value))
-        return out
+        return {p: (rows, None) for p, rows in out.items()}

@@ -99,7 +99,7 @@ def test_outputs_then_state_then_commit(tmp_path: Path) -> None:
 
 
 def test_state_moves_with_its_partition_and_a_redelivery_is_not_predicted_twice(tmp_path: Path) -> None:
-    """Revoke drops a partition's state; assign restores it from the changelog before its records."""
+    """A partition given away drops its state; one given back restores it from the changelog first."""
     rt = runtime(tmp_path)
     sender = RecordingSender()
     loop = loop_of(rt, sender)
@@ -112,8 +112,11 @@ def test_state_moves_with_its_partition_and_a_redelivery_is_not_predicted_twice(
     async def move() -> None:
         loop.restore = MemoryChangelog(sender)
         await loop.on_revoked({FakeTopicPartition(events_topic, 0)})
+        assert key in loop.feature_state.data, "kept until the new assignment says where it goes"
+        await loop.on_assigned(set())  # to another worker
         assert key not in loop.feature_state.data
-        await loop.on_assigned({FakeTopicPartition(events_topic, 0)})
+        await loop.on_revoked(set())
+        await loop.on_assigned({FakeTopicPartition(events_topic, 0)})  # and back
 
     asyncio.run(move())
     assert key in loop.feature_state.data
@@ -141,8 +144,9 @@ def test_a_batch_fetched_across_a_rebalance_is_dropped(tmp_path: Path) -> None:
         stop = asyncio.Event()
         consumer = Rebalancing([[event(rt, 5, "u1", 1_700_000_000.0)]], stop)
         consumer.assigned = {FakeTopicPartition(rt.settings.topic("events"), 0)}
+        loop.restore = MemoryChangelog(sender)
         await loop.on_assigned(consumer.assigned)
-        await loop.run(consumer, MemoryChangelog(sender), stop=stop)
+        await loop.run(consumer, loop.restore, stop=stop)
         return consumer
 
     consumer = asyncio.run(go())
