@@ -93,6 +93,8 @@ def start_requested_canary(
     state, _ = registry.load(group.slot, version)  # verified: a tampered version raises SnapshotError
     other = ModelGroup.from_state(state)
     name = candidate_name(other.champion, version)
+    if name in router.rolled_back:  # taken again after a restart: rolled back once, not again
+        return ts, []
     if name not in group.names:
         group.add_member(name, other.model(), other.defn(other.champion))
     step = router.propose(name, group.champion, why="operator_promote")
