@@ -13,14 +13,18 @@ from typing import Any
 import pytest
 from river import metrics as river_metrics
 
+from models.champion import ModelGroup
 from models.routing import RoutingPlan, route
+from models.spec import parse_models
 from producers.publish import publish
 from producers.synthetic import SyntheticStream
 from streams.ops import monitoring as mon
 from streams.ops import services as svc
 from streams.ops.readers import read_until
+from streams.runtime.connections import open_registry
 from streams.settings import Settings
 from tests.integration.loop_helpers import learner_url, running, wait_metric, wait_ready, with_ports
+from tests.integration.test_learning import freshet_cli
 
 pytestmark = pytest.mark.integration
 
@@ -266,3 +270,54 @@ def test_canary_takes_a_better_version_to_full_traffic(settings: Settings, tmp_p
     after = Counter((p["arm"], p["share"], p["route"]) for p in by_time[first:])
     assert set(after) == {("lr", 1.0, "promoted")}, after
     assert len(by_time) - first >= 500, len(by_time) - first
+
+
+def test_models_promote_on_a_canary_slot_canaries_the_version_and_a_broken_one_rolls_back(
+    settings: Settings, tmp_path: Path
+) -> None:
+    """``freshet models promote default N`` where N's champion learned flipped labels: not served to
+    everyone, canaried, rolled back by itself; the registry's pointer never moves to it."""
+    spec = spec_with_models(tmp_path, '''
+[[models]]
+slot = "default"
+[models.champion]
+name = "lr"
+factory = "logistic_regression"
+[models.routing]
+kind = "canary"
+steps = [0.1, 0.5]
+step_examples = 500
+min_examples = 100
+''')
+    s = with_ports(settings, spec=spec, snapshot_every=500)
+    n = 4_000
+    items = stream(n, entities=500, seed=15)
+    bad_def = parse_models([{"slot": "default",
+                             "champion": {"name": "flipped", "factory": "models.sabotage:flipped_labels"}}])[0]
+    bad = ModelGroup(bad_def)
+    for event, label in stream(500, entities=10, seed=99):
+        bad.score_and_learn({k: v for k, v in event.items() if k.startswith("x")}, label)
+    with running(s, logs=tmp_path):
+        wait_ready(s, 90)
+        registry = open_registry(s)
+        publish(s, items[:1000], rate_per_s=300, label_delay_s=0.2)
+        wait_metric(learner_url(s), "freshet_examples_learned_total", 1000, 60)
+        assert registry.current_version("default") is not None, "the learner's snapshots are current"
+        meta = registry.save("default", bad.state(), make_current=False, champion="flipped", examples_learned=500)
+        out = freshet_cli(s, "models", "promote", "default", str(meta.version))
+        assert out.returncode == 0 and "goes to canary" in out.stdout, out.stdout + out.stderr
+        publish(s, items[1000:], rate_per_s=300, label_delay_s=0.2)
+        preds = [v for _, v, _ in read_until(s, "predictions", done=lambda r: len(r) >= n, timeout_s=240)]
+        wait_metric(learner_url(s), "freshet_examples_learned_total", n, 180)
+        drift = [v for _, v, _ in read_until(
+            s, "drift", done=lambda r: any(v.get("decision") == "rollback" for _, v, _ in r), timeout_s=30)]
+        current = registry.current_version("default")
+    name = f"flipped~v{meta.version}"
+    canary = [(d["decision"], d["reason"], d["candidate"]) for d in drift if d.get("kind") == "canary"]
+    assert canary == [("start", "operator_promote", name), ("rollback", "served_accuracy", name)], canary
+    assert current != meta.version
+    by_time = sorted(preds, key=lambda p: p["produced_ts"])
+    served = [i for i, p in enumerate(by_time) if p["arm"] == name]
+    assert served and len(served) / (served[-1] - served[0] + 1) <= 0.1 + 0.02
+    assert all(p["arm"] == "lr" for p in by_time[served[-1] + 1:])
+    assert len(by_time) - served[-1] > 500
