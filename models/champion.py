@@ -322,6 +322,24 @@ class ModelGroup:
         else:
             self.sprt.pop(name, None)  # a new model: a new sequential test
 
+    def add_member(self, name: str, model: base.Estimator, defn: ModelDef) -> None:
+        """A model from elsewhere (an operator's promoted version) joins the slot as a challenger: it learns
+        every example from now on and is scored like the others (issue 10: canaried before it serves all)."""
+        if name in self._members:
+            raise KeyError(f"slot {self.slot!r} has a model {name!r} already")
+        member = self._new_member(defn)
+        member.model = model
+        self._members[name] = member
+
+    def defn(self, name: str) -> ModelDef:
+        return self._members[name].defn
+
+    def drop_member(self, name: str) -> None:
+        """Remove a challenger (a rolled-back canary that came from elsewhere); never the champion."""
+        if name != self.champion:
+            self._members.pop(name, None)
+            self.sprt.pop(name, None)
+
     def fresh_model(self, name: str) -> base.Estimator:
         """A new, untrained model built by ``name``'s factory."""
         return build_model(self._members[name].defn, self.kind)
@@ -412,7 +430,7 @@ class ModelGroup:
                     self.slot, name, member.defn.factory, member.defn.params, defn.factory, defn.params,
                 )
         for name in list(self._members):
-            if name not in wanted and name != self.champion:
+            if name not in wanted and name != self.champion and "~v" not in name:  # ~v: models/canary_request.py
                 _log.warning("slot %s: model %s is no longer in the spec; dropping it", self.slot, name)
                 del self._members[name]
         for member in self._members.values():

@@ -102,14 +102,15 @@ class SlotRouter:
 
     # -- decisions ------------------------------------------------------------------------------
 
-    def propose(self, candidate: str, baseline: str) -> RouterStep:
-        """The promotion test picked ``candidate``: canary it (unless one runs, or it was rolled back)."""
+    def propose(self, candidate: str, baseline: str, why: str = "promotion_test") -> RouterStep:
+        """The promotion test (or an operator, ``why="operator_promote"``) picked ``candidate``: canary it
+        (unless one runs, or it was rolled back)."""
         step = RouterStep()
         if self.canary is not None and self.canary.state == "running":
             return step
         if candidate in self.rolled_back or candidate == baseline:
             return step
-        self._start(candidate, baseline, step, "promotion_test")
+        self._start(candidate, baseline, step, why)
         return step
 
     def _start(self, candidate: str, baseline: str, step: RouterStep, why: str) -> None:

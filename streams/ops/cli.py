@@ -418,14 +418,37 @@ def models_list(c: Context, slot: str | None) -> None:
 @click.argument("version", type=int)
 @pass_ctx
 def models_promote(c: Context, slot: str, version: int) -> None:
-    """Serve VERSION of SLOT (predictors hot-swap; the learner continues from it)."""
+    """Serve VERSION of SLOT (predictors hot-swap; the learner continues from it).
+
+    On a slot routed by canary, VERSION's champion is canaried first: the learner adds it to the slot and
+    it serves a growing share while its guards hold, or is rolled back.
+    """
     from streams.runtime.announce import announce_pointer
     from streams.runtime.connections import open_registry
 
     registry = open_registry(c.settings)
+    if _canary_routed(c, slot):  # issue 10: a canary first, not all traffic at once
+        import time
+
+        from models.canary_request import request
+
+        meta = registry.meta(slot, version)  # it must exist
+        request(registry, slot, version, time.time())
+        click.echo(f"{slot}: {meta.ref} goes to canary (the learner starts it within a second; watch `drift`)")
+        return
     meta = registry.set_current(slot, version)
     announce_pointer(c.settings, registry, slot, meta, "promote")
     click.echo(f"{slot} now serves {meta.ref}")
+
+
+def _canary_routed(c: Context, slot: str) -> bool:
+    """Whether the spec routes ``slot`` by canary (``[models.routing] kind = "canary"``)."""
+    from models.spec import parse_models
+    from streams.spec import PipelineSpec
+
+    spec = PipelineSpec.load(c.settings.spec_file)
+    return any(s.slot == slot and s.routing.kind == "canary"
+               for s in parse_models(spec.raw.get("models", []), spec.label.kind))
 
 
 @models.command("rollback")

@@ -22,6 +22,7 @@ from producers.publish import publish
 from producers.synthetic import SyntheticStream
 from streams.ops.procs import learner_url, running, scrape
 from streams.ops.readers import read_until, read_whole_topic
+from streams.ops.routing_summary import routing_lines
 from streams.ops.services import ensure_topics, services_down, services_up
 from streams.ops.summary import latency_percentiles_ms, summarize_metrics
 from streams.settings import Settings
@@ -136,5 +137,7 @@ def _summary(
         lines.append(f"  data drift alerts: {', '.join(f'{k} ({v})' for k, v in others.items())}")
     if not concept:
         lines.append("  concept drift: not detected")
+    for line in routing_lines(preds, alerts, [v for v in metrics if isinstance(v, dict)]):
+        lines.append(f"  {line}")
     ok = len(preds) >= n_events
     return {"text": "\n".join(lines), "ok": ok}

@@ -60,6 +60,8 @@ import numpy as np
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
+from streams.ops.routing_summary import experiments_html
+
 MAX_METRIC_PANELS = 6
 _PREFERRED = ("accuracy", "roc_auc", "f1", "log_loss", "mae", "rmse", "r2")
 _DRIFT_STYLE: dict[str, dict[str, Any]] = {
@@ -92,6 +94,9 @@ def build_report(
     out.mkdir(parents=True, exist_ok=True)
     snaps = [s for s in metrics_snapshots if isinstance(s, Mapping) and s.get("model") is not None]
     alerts = [a for a in drift_alerts if isinstance(a, Mapping) and a.get("kind") is not None]
+    # Routed slots (issue 10): per-arm snapshots and bandit plans get a section of their own, not a curve.
+    routed = [s for s in snaps if s.get("role") in ("arm", "routing")]
+    snaps = [s for s in snaps if s.get("role") not in ("arm", "routing")]
     preds = [p for p in predictions or () if isinstance(p, Mapping) and p.get("model") is not None]
     series = _series(snaps)
     paths: dict[str, Path] = {}
@@ -108,7 +113,11 @@ def build_report(
         _plot_latency(latency, paths["png_latency"], title)
 
     paths["html"] = out / "report.html"
-    paths["html"].write_text(_html(title, series, snaps, alerts, paths, preds, latency), encoding="utf-8")
+    page = _html(title, series, snaps, alerts, paths, preds, latency)
+    extra = experiments_html(routed, alerts)
+    if extra:
+        page = page.replace("<h2>Metrics</h2>", extra + "<h2>Metrics</h2>", 1)
+    paths["html"].write_text(page, encoding="utf-8")
     return paths
 
 

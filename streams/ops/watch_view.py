@@ -105,10 +105,14 @@ class WatchState:
         self.last_update: float | None = None
         self.staleness_examples: float | None = None
         self.staleness_s: float | None = None
+        self.plans: dict[str, dict[str, float]] = {}  # routed slot -> its bandit's last shares
 
     def on_metrics(self, d: Mapping[str, Any]) -> None:
         """A ``metrics`` snapshot (see :mod:`streams.ops.report` for its shape); others are ignored."""
         if not isinstance(d, Mapping) or d.get("model") is None:
+            return
+        if d.get("role") == "routing":  # a bandit's new plan: its shares show on the slot's arm rows
+            self.plans[str(d.get("slot"))] = dict(d.get("shares") or {})
             return
         model = str(d["model"])
         self.models[model] = dict(d)
@@ -207,7 +211,7 @@ def _models_table(state: WatchState) -> RenderableType:
         table.add_column(m, justify="right", no_wrap=True)
     table.add_column("behind", justify="right")
     table.add_column(f"trend ({state.history} snapshots)", no_wrap=True)
-    rank = {"champion": 0, "served": 1}
+    rank = {"champion": 0, "served": 1, "arm": 2}
     ordered = sorted(state.models.items(), key=lambda kv: (rank.get(str(kv[1].get("role")), 2), kv[0]))
     for model, d in ordered:
         metrics = d.get("metrics") or {}
@@ -220,9 +224,14 @@ def _models_table(state: WatchState) -> RenderableType:
         role = str(d.get("role", ""))
         # Served rows: how many examples the serving version was behind the learner, on average.
         behind = metrics.get("staleness_examples_mean") if role == "served" else None
+        n = d.get("n")
+        if role == "arm":  # a routed slot's arm: what it served (issue 10), its share now, the experiment
+            share = state.plans.get(str(d.get("slot")), {}).get(str(d.get("name")), d.get("share"))
+            role = f"arm {_fmt(100 * share, 0) if isinstance(share, int | float) else NA}% {d.get('experiment', '')}"
+            n = int(metrics["n"]) if isinstance(metrics.get("n"), int | float) else None
         table.add_row(
             Text(model, style="bold" if role == "champion" else ""), role, str(d.get("version", NA)),
-            f"{d['n']:,}" if isinstance(d.get("n"), int) else NA, *cells, _fmt(behind, 1),
+            f"{n:,}" if isinstance(n, int) else NA, *cells, _fmt(behind, 1),
             Text(trend, style="green"),
         )
     return table

@@ -212,6 +212,7 @@ async def follow_versions(
             await loop.run_in_executor(None, follower.refresh, slot)
         if loaded is not None:
             loaded.set()
+        next_look = time.monotonic() + 1.0
         while True:
             batches = await consumer.getmany(timeout_ms=250)
             announced: dict[str, Any] = {}  # slot -> its latest announcement in this batch (None: unreadable)
@@ -231,6 +232,13 @@ async def follow_versions(
                         await loop.run_in_executor(None, follower.refresh, slot)
                 except Exception as exc:  # an announcement that breaks the follower: never a worker crash
                     follower._refuse(slot, f"announcement not handled: {exc!r}"[:300])  # noqa: SLF001  (its driver)
+            if time.monotonic() >= next_look:  # routed slots: a plan change must not wait on a missed announcement
+                next_look = time.monotonic() + 1.0
+                for slot in predictor.routed.keys() - announced.keys():
+                    try:
+                        await loop.run_in_executor(None, follower.refresh, slot)
+                    except Exception as exc:  # never a worker crash
+                        follower._refuse(slot, f"registry look failed: {exc!r}"[:300])  # noqa: SLF001
             follower.export_staleness(time.time())
             export_routing(metrics, predictor)
     finally:

@@ -8,7 +8,7 @@ decision 8): a pure step over the polled batch, then the batch's I/O::
 
     batch of examples (features logged at prediction time + label), in offset order per slot
       → per example: decode → models.learner.Learner.learn_one (score each model, then learn:
-        test-then-train) → served scorer (what users got) → drift supervisor → a snapshot due here?
+        test-then-train; the learner's drift supervision) → served scorer (what users got) → a snapshot due here?
         (pickled at the example: the last count boundary of the batch, a promotion, a drift action)
       → then, once per batch: snapshots → registry (signed, with the offset) and their champion records;
         a fresh champion record if one is due (models.publication) → registry; every message of the batch
@@ -50,7 +50,7 @@ from streams.runtime.announce import position_announcement, record_announcement
 from streams.runtime.connections import open_registry
 from streams.runtime.metrics import Metrics
 from streams.runtime.outage import Backoff, store_gauge, unreachable
-from streams.runtime.routing_io import announce_decisions, publish_arm_metrics
+from streams.runtime.routing_io import announce_decisions, publish_arm_metrics, start_requested_canary
 from streams.settings import Settings
 from streams.spec import LabelSchema, PipelineSpec
 
@@ -156,6 +156,7 @@ class LearnerLoop:
     processed: int = 0
     _last_follow: float = 0.0
     _refused: dict[str, str] = field(default_factory=dict)  # slot -> why its current version was refused
+    _requests: dict[str, float] = field(default_factory=dict)  # slot -> ts of the last canary request taken
     _last_lag: float = 0.0
     _last_metrics: float = field(default_factory=time.monotonic)
     _io: dict[str, SlotIO] = field(default_factory=dict)
@@ -252,6 +253,7 @@ class LearnerLoop:
         for slot, learner in list(self.learners.items()):
             offset = learner.offset
             try:
+                self._canary_request(slot, learner)
                 current = self.registry.current(slot)
                 if current is None or current.version == learner.version:
                     continue
@@ -280,6 +282,17 @@ class LearnerLoop:
             batch.captures.append((slot, adopted.capture(), self._champion_blob(adopted)))
             meta = self._write(batch)[0]
             log.warning("slot %s: adopted %s (made current outside the learner) as %s", slot, current.ref, meta.ref)
+
+    def _canary_request(self, slot: str, learner: Learner) -> None:
+        """A version ``freshet models promote`` sent to canary (routing_io): start it and snapshot now."""
+        taken = start_requested_canary(self.registry, learner.group, self._requests.get(slot, 0.0))
+        if taken is None:
+            return
+        self._requests[slot], decisions = taken
+        batch = Batch()
+        announce_decisions(self.metrics, lambda t, k, v: self._send(batch, t, k, v), slot, decisions)
+        batch.captures.append((slot, learner.capture(), self._champion_blob(learner)))
+        self._write(batch)
 
     # -- the step: poll, learn the batch (pure), then the batch's I/O ---------------------------------
 

@@ -17,6 +17,9 @@ import math
 from collections.abc import Callable, Mapping
 from typing import Any
 
+from models.canary_request import candidate_name, take_request
+from models.champion import ModelGroup
+from models.registry import Registry
 from models.router import SlotRouter
 from streams.runtime.metrics import Metrics
 
@@ -73,3 +76,27 @@ def export_routing(metrics: Metrics, predictor: Any) -> None:
     for slot, routed in predictor.routed.items():
         for arm, seconds in routed.latency_s.items():
             metrics.arm_predict_seconds.labels(slot=slot, arm=arm).set(seconds)
+
+
+def start_requested_canary(
+    registry: Registry, group: ModelGroup, seen_ts: float
+) -> tuple[float, list[dict[str, Any]]] | None:
+    """``freshet models promote`` on a canary slot (models/canary_request.py): the requested version's
+    champion joins the group and is canaried. Returns (the request's ts, the decisions) or None."""
+    router = group.router
+    if router is None or not router.gates_promotion:
+        return None
+    got = take_request(registry, group.slot, seen_ts)
+    if got is None:
+        return None
+    version, ts = got
+    state, _ = registry.load(group.slot, version)  # verified: a tampered version raises SnapshotError
+    other = ModelGroup.from_state(state)
+    name = candidate_name(other.champion, version)
+    if name in router.rolled_back:  # taken again after a restart: rolled back once, not again
+        return ts, []
+    if name not in group.names:
+        group.add_member(name, other.model(), other.defn(other.champion))
+    step = router.propose(name, group.champion, why="operator_promote")
+    log.warning("slot %s: version %d (%s) goes to canary as %s", group.slot, version, other.champion, name)
+    return ts, step.decisions

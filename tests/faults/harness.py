@@ -132,10 +132,14 @@ class Procs:
 
     def metric(self, name: str, metric: str, **labels: str) -> float:
         """Sum of a metric's samples whose labels include ``labels`` (0 when unreachable)."""
-        try:
-            samples = scrape(self.url(name))
-        except OSError:
-            return float("nan")
+        for attempt in range(3):  # a loaded machine can miss the scrape's 5 s timeout
+            try:
+                samples = scrape(self.url(name))
+                break
+            except OSError:
+                if attempt == 2:
+                    return float("nan")
+                time.sleep(1.0)
         want = [f'{k}="{v}"' for k, v in labels.items()]
         return sum(v for k, v in samples.items()
                    if (k == metric or k.startswith(metric + "{")) and all(w in k for w in want))

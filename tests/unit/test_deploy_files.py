@@ -7,6 +7,7 @@ import re
 from pathlib import Path
 from typing import Any
 
+import pytest
 import yaml
 from prometheus_client import CollectorRegistry
 
@@ -14,6 +15,8 @@ from streams.runtime.metrics import Metrics
 
 ROOT = Path(__file__).resolve().parents[2]
 DASHBOARD = ROOT / "deploy" / "grafana" / "dashboards" / "freshet.json"
+EXPERIMENTS = ROOT / "deploy" / "grafana" / "dashboards" / "freshet-experiments.json"  # routing (issue 10)
+DASHBOARDS = [DASHBOARD, EXPERIMENTS]
 ALERTS = ROOT / "deploy" / "prometheus" / "alerts.yml"
 METRIC_NAME = re.compile(r"\bfreshet_[a-z0-9_]+\b")
 SUFFIXES = {
@@ -33,8 +36,8 @@ def known_series() -> set[str]:
     return names
 
 
-def dashboard() -> dict[str, Any]:
-    return json.loads(DASHBOARD.read_text())
+def dashboard(path: Path = DASHBOARD) -> dict[str, Any]:
+    return json.loads(path.read_text())
 
 
 def dashboard_exprs(d: dict[str, Any]) -> list[str]:
@@ -66,9 +69,10 @@ def test_catalogue_names_are_collected() -> None:
     assert "freshet_online_metric" in names
 
 
-def test_dashboard_loads_and_uses_only_catalogue_metrics() -> None:
-    d = dashboard()
-    assert d["uid"] == "freshet" and d["panels"]
+@pytest.mark.parametrize("path", DASHBOARDS, ids=lambda p: p.name)
+def test_dashboard_loads_and_uses_only_catalogue_metrics(path: Path) -> None:
+    d = dashboard(path)
+    assert d["uid"] == path.stem and d["panels"]
     known = known_series()
     exprs = dashboard_exprs(d)
     used = {name for e in exprs for name in METRIC_NAME.findall(e)}
@@ -91,8 +95,18 @@ def test_dashboard_covers_what_people_watch() -> None:
         assert needle in text, needle
 
 
-def test_dashboard_panels_are_well_formed() -> None:
-    d = dashboard()
+def test_experiments_dashboard_covers_routing() -> None:
+    text = json.dumps(dashboard(EXPERIMENTS))
+    for needle in (
+        "freshet_routed_predictions_total", "freshet_arm_share", "freshet_arm_metric", "served_rolling",
+        "freshet_routing_decisions_total", "freshet_canary_rollbacks_total", "freshet_arm_predict_seconds",
+    ):
+        assert needle in text, needle
+
+
+@pytest.mark.parametrize("path", DASHBOARDS, ids=lambda p: p.name)
+def test_dashboard_panels_are_well_formed(path: Path) -> None:
+    d = dashboard(path)
     provisioned = yaml.safe_load((ROOT / "deploy/grafana/provisioning/datasources/prometheus.yml").read_text())
     uid = provisioned["datasources"][0]["uid"]
     ids = [p["id"] for p in d["panels"]]

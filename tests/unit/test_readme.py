@@ -87,6 +87,9 @@ def _round_trip(topic: str, obj: dict[str, Any]) -> None:
             assert {k: v for k, v in ModelMeta.from_dict(body).to_dict().items() if k in body} == body
         else:
             assert obj["kind"] == "position" and {"slot", "version", "examples_learned", "offset"} <= set(obj)
+    elif topic == "drift" and obj.get("kind") == "canary":  # a routing decision (models/canary.py)
+        assert {"slot", "experiment", "decision", "reason", "candidate", "baseline", "share", "statistic",
+                "confidence", "n_candidate", "n_baseline"} <= set(obj)
     elif topic == "drift":
         assert DriftAlert.from_dict(obj).to_dict() == obj
     elif topic == "dead-letter":

@@ -202,3 +202,52 @@ def test_worker_serves_the_plan_and_records_arm_share_route() -> None:
     _, _, label, routed, arm = predictor.predict_routed("s", {"x": 1.0}, "u1", "e1")
     assert routed is not None and arm is not None and label == f"{arm}@5" and arm_of(label) == arm
     assert routed.plan.experiment == "ab"
+
+
+def test_watch_shows_a_row_per_arm_with_its_share_and_served_outcomes() -> None:
+    from streams.ops.watch_view import WatchState, render_text
+
+    state = WatchState()
+    base = {"v": 1, "slot": "s", "version": 9, "n": 5000, "offset": 4999, "event_ts": 1.0, "ts": 2.0}
+    for arm, acc, n in (("lr", 0.91, 4700), ("prior", 0.5, 300)):
+        state.on_metrics({**base, "model": f"s/arm/{arm}", "name": arm, "role": "arm", "experiment": "s-bandit",
+                          "share": 0.5, "metrics": {"n": n, "accuracy": acc, "accuracy_rolling": acc}})
+    state.on_metrics({**base, "model": "s/routing", "name": "routing", "role": "routing", "kind": "bandit",
+                      "shares": {"lr": 0.95, "prior": 0.05}})
+    screen = render_text(state, width=160)
+    lr = next(line for line in screen.splitlines() if "s/arm/lr" in line)
+    assert "arm 95% s-bandit" in lr and "4,700" in lr and "0.910" in lr
+    assert "s/routing" not in screen
+
+
+def test_latency_guard_rolls_a_slow_canary_back_in_the_worker_and_says_so_on_drift() -> None:
+    """A candidate 3 ms slower per prediction than ``max_latency_ms = 1``: the serve step stops routing to
+    it after 50 of its predictions and emits the rollback as a drift message (the alert layout)."""
+    from models.sabotage import slowed
+    from streams.core.serve import InRecord, ServeStep
+    from streams.features import FeatureEngine, parse_features
+    from streams.records import decode
+    from streams.spec import EventSchema
+
+    slot_def = _slot({"kind": "canary", "candidate": "slow", "steps": [0.5], "max_latency_ms": 1.0},
+                     challengers=[{"name": "slow", "factory": "models.sabotage:slowed", "params": {"delay_ms": 3}}])
+    group = ModelGroup(slot_def)
+    router = group.router
+    assert router is not None
+    router.propose("slow", "lr", why="declared")  # the learner's canary start, as its first outcome would
+    predictor = Predictor([slot_def])
+    predictor.swap("s", serving_model(group), "lr@3", examples_learned=0)
+    assert isinstance(group.model("slow"), type(slowed()))
+    step = ServeStep(FeatureEngine(parse_features([])), predictor, EventSchema(fields={"x": "float"}), stored={},
+                     n_partitions=1, clock=lambda: 1_700_000_500.0)
+    records = [InRecord("events", 0, i, f"u{i}".encode(),
+                        b'{"id": "e%d", "entity": "u%d", "ts": %d, "x": 1}' % (i, i, 1_700_000_000 + i), 0.0)
+               for i in range(400)]
+    out = step.on_batch(records)
+    preds = [decode(m.value) for m in out.predictions]
+    alerts = [a for a in out.alerts if a.get("kind") == "canary"]
+    assert len(alerts) == 1 and alerts[0]["reason"] == "latency" and alerts[0]["value"] > 1.0
+    assert {"detector", "level", "statistic", "value", "threshold"} <= set(alerts[0])
+    slow = [i for i, p in enumerate(preds) if p["arm"] == "slow"]
+    assert len(slow) == 50, len(slow)  # rolled back at its 50th prediction
+    assert all(p["arm"] == "lr" and p["route"] == "rollback" for p in preds[slow[-1] + 1:])
