@@ -1,12 +1,15 @@
 """The ordered learner of one slot, without I/O: exactly-once test-then-train with signed snapshots.
 
-The I/O layer (a Faust agent or a plain consumer) feeds :meth:`Learner.process` the slot's examples in
-offset order and acts on what it returns: publish the new model version, the promotion event, the metric
-snapshot. The learner snapshots the whole group together with the offset of the last example learned
-(DESIGN.md decision 3). After a crash, :meth:`Learner.restore` resumes from the current snapshot and the
-I/O layer seeks the slot's examples partition (one slot, one partition: the topic is keyed by slot) to
-:attr:`Learner.next_offset`; offsets at or below the restored one are skipped anyway, so nothing is
-learned twice and nothing is skipped. (Do not rely on the consumer group's committed offsets: the
+The I/O layer (a Faust agent or a plain consumer) feeds :meth:`Learner.process` the slot's examples in offset
+order and acts on what it returns: publish the new model version, the promotion event, the metric snapshot,
+the drift alerts and actions. The learner owns drift supervision of its group
+(:class:`models.drift.supervisor.SlotDriftSupervisor`, from the spec's ``[drift]``): a drift policy that
+promotes a challenger gives the one :class:`~models.champion.PromotionEvent` path, as the promotion policy
+does, and a changed group is due a snapshot at once. The learner snapshots the whole group together with the
+offset of the last example learned (DESIGN.md decision 3). After a crash, :meth:`Learner.restore` resumes from
+the current snapshot and the I/O layer seeks the slot's examples partition (one slot, one partition: the topic
+is keyed by slot) to :attr:`Learner.next_offset`; offsets at or below the restored one are skipped anyway, so
+nothing is learned twice and nothing is skipped. (Do not rely on the consumer group's committed offsets: the
 snapshot's offset is the truth.)
 
 >>> from models.registry import InMemoryRegistryStore, Registry

@@ -95,9 +95,9 @@ class Settings:
     # Failover: a worker that stops heartbeating loses its partitions after this long (Kafka's smallest
     # allowed session timeout is 6 s, group.min.session.timeout.ms); Faust's default is 60 s.
     group_session_timeout_s: float = 6.0
-    # Batch at a time (DESIGN.md decision 8): each agent takes up to this many records at once...
+    # Batch at a time: the worker's loop takes at most this many records per batch (one getmany)...
     batch_max_events: int = 2000
-    # ...or what arrived within this many milliseconds, whichever comes first (bounds the added latency).
+    # ...and its poll waits at most this long when nothing is fetched yet (a batch is never held back to fill).
     batch_within_ms: float = 5.0
 
     @classmethod

@@ -204,8 +204,14 @@ class JoinStep:
             self._outcomes(outcomes, out, scored)
         self._outcomes(self.join.expire(), out, scored)
         self._scored |= scored
+        # A key's state goes to the partition its records came from (no hashing per write); an entry
+        # touched without a record of this batch (expired) is placed by the default partitioner.
         n = self.n_partitions
-        out.state_writes = {key: (partition_for(key, n), value) for key, value in self.entries.take_writes().items()}
+        came_from = {rec.key: rec.partition for rec in records if rec.key is not None}
+        out.state_writes = {
+            key: (p if (p := came_from.get(key)) is not None else partition_for(key, n), value)
+            for key, value in self.entries.take_writes().items()
+        }
         return out
 
     def _outcomes(self, outcomes: list[JoinOutcome], out: JoinOutput, scored: set[str]) -> None:

@@ -8,7 +8,7 @@ decision 8): a pure step over the polled batch, then the batch's I/O::
 
     batch of examples (features logged at prediction time + label), in offset order per slot
       → per example: decode → models.learner.Learner.learn_one (score each model, then learn:
-        test-then-train) → served scorer (what users got) → drift supervisor → a snapshot due here?
+        test-then-train; the learner's drift supervision) → served scorer (what users got) → a snapshot due here?
         (pickled at the example: the last count boundary of the batch, a promotion, a drift action)
       → then, once per batch: snapshots → registry (signed, with the offset) and their champion records;
         a fresh champion record if one is due (models.publication) → registry; every message of the batch
