@@ -154,7 +154,12 @@ def build_loop(rt: Runtime, sender: Sender) -> BatchLoop:
 
 
 def create_app(rt: Runtime, sender: Sender | None = None) -> faust.App:
-    """The worker's Faust app; ``sender`` replaces the producer (agent tests pass a recorder)."""
+    """The worker's Faust app; ``sender`` replaces the producer (agent tests pass a recorder).
+
+    Faust is the process runtime here (start, stop, timers, signals); the hot path is one task running the
+    batch loop (streams/runtime/batch_loop.py) with its own consumer and producer (streams/runtime/kafka_io.py).
+    What each task and timer does is a function below, named after it.
+    """
     s = rt.settings
     datadir = s.cache_dir / "faust" / s.app_id
     datadir.mkdir(parents=True, exist_ok=True)
@@ -171,96 +176,95 @@ def create_app(rt: Runtime, sender: Sender | None = None) -> faust.App:
     # Faust's own consumer and producer are not used: the hot path has its own (kafka_io).
     app.boot_strategy = BootStrategy(app, enable_kafka_consumer=False, enable_kafka_producer=False)
     deferred = _Deferred()
-    out = RetryingSender(sender or deferred)
-    loop = build_loop(rt, out)
-    m = rt.metrics
+    loop = build_loop(rt, RetryingSender(sender or deferred))
     versions_loaded = asyncio.Event()
 
-    @app.task
-    async def hot_path() -> None:
-        """The batch loop with its consumer, its producer and a group-less consumer per state changelog for restores."""
-        await ensure_compacted(s, [loop.feature_state.topic, loop.label_join.topic])
-        prod = producer(s)
-        await prod.start()
-        deferred.target = ProducerSender(prod)
-        restorers = {loop.feature_state.topic: restore_consumer(s), loop.label_join.topic: restore_consumer(s)}
-        for restorer in restorers.values():
-            await restorer.start()
-        # Serve with the champion, never the untrained model, when a version exists (bounded wait).
-        try:
-            await asyncio.wait_for(versions_loaded.wait(), timeout=30.0)
-        except TimeoutError:
-            log.warning("model versions not loaded after 30 s; serving what is loaded")
-        # Before the consumer starts: its first assignment may come before the loop runs.
-        loop.restore = lambda topic, parts, known: restore_from_kafka(restorers[topic], topic, parts, known)
-        consumer = grouped_consumer(s, [s.topic("events"), s.topic("predictions"), s.topic("labels")], loop)
-        await consumer.start()
-        try:
-            await loop.run(consumer, loop.restore)
-        finally:
-            await consumer.stop()  # leaves the group: the others take over at once
-            for restorer in restorers.values():
-                await restorer.stop()
-            await prod.stop()
-
-    @app.timer(interval=1.0)
-    async def publish_served_metrics() -> None:
-        loop.counters.served_metrics(loop.join.served_snapshot())
-
-    @app.timer(interval=0.05)
-    async def flush_online_store() -> None:
-        held: int = getattr(rt.store, "pending", 0)  # rows held through an outage are retried
-        if rt.store is None or not (rt.store_buffer or held):
-            return
-        rows = rt.store_buffer[:]
-        rt.store_buffer.clear()  # the loop appends to this same list
-        try:
-            await asyncio.get_running_loop().run_in_executor(
-                None, rt.store.write_many, latest_per_entity((e, v, ts) for e, v, ts, _ in rows)
-            )
-        except Exception as exc:  # the online store is auxiliary: an outage never stops serving
-            if not isinstance(exc, StoreHeld):  # held: waiting to retry (streams/runtime/outage.py)
-                m.store_errors.inc()
-                log.warning("online store write of %d rows failed: %s", len(rows), exc)
-            return
-        now = time.time()
-        for *_, ingest_ts in rows:
-            m.feature_freshness.observe(max(0.0, now - ingest_ts))
-
-    @app.task
-    async def follow_model_versions() -> None:
-        await follow_versions(rt.settings, rt.slots, rt.predictor, rt.metrics, loaded=versions_loaded)
-
-    @app.timer(interval=5.0)
-    async def count_entities() -> None:
-        m.feature_entities.set(len(loop.feature_state.data))
-
-    @app.timer(interval=5.0)
-    async def report_lag() -> None:
-        """Consumer lag of the worker's input partitions (end offset - next offset to process)."""
-        consumer = loop.consumer
-        if consumer is None or not loop.assigned:
-            return
-        from aiokafka import TopicPartition
-
-        tps = [TopicPartition(t, p) for t, p in sorted(loop.assigned)]
-        try:
-            ends = await consumer.end_offsets(tps)  # type: ignore[attr-defined]
-        except Exception as exc:  # broker away: no figure this time
-            log.debug("lag report skipped: %r", exc)
-            return
-        for tp in tps:
-            end = ends.get(tp)
-            if end is not None:
-                read = loop.read_next.get((tp.topic, tp.partition))
-                if read is None:
-                    continue  # nothing read yet: the committed position is not known here
-                lag = max(0, end - read)
-                m.consumer_lag.labels(topic=tp.topic, partition=str(tp.partition)).set(lag)
-
+    app.task(lambda: run_hot_path(rt, loop, deferred, versions_loaded))
+    app.task(lambda: follow_versions(rt.settings, rt.slots, rt.predictor, rt.metrics, loaded=versions_loaded))
+    app.timer(interval=1.0, name="publish_served_metrics")(lambda: publish_served_metrics(loop))
+    app.timer(interval=0.05, name="flush_online_store")(lambda: flush_online_store(rt))
+    app.timer(interval=5.0, name="count_entities")(lambda: count_entities(rt.metrics, loop))
+    app.timer(interval=5.0, name="report_lag")(lambda: report_lag(rt.metrics, loop))
     app.freshet_loop = loop  # type: ignore[attr-defined]
     app.freshet_join = loop.join.join  # type: ignore[attr-defined]
     return app
+
+
+async def run_hot_path(rt: Runtime, loop: BatchLoop, deferred: _Deferred, versions_loaded: asyncio.Event) -> None:
+    """The batch loop with its consumer, its producer and a group-less consumer per state changelog for restores."""
+    s = rt.settings
+    await ensure_compacted(s, [loop.feature_state.topic, loop.label_join.topic])
+    prod = producer(s)
+    await prod.start()
+    deferred.target = ProducerSender(prod)
+    restorers = {loop.feature_state.topic: restore_consumer(s), loop.label_join.topic: restore_consumer(s)}
+    for restorer in restorers.values():
+        await restorer.start()
+    # Serve with the champion, never the untrained model, when a version exists (bounded wait).
+    try:
+        await asyncio.wait_for(versions_loaded.wait(), timeout=30.0)
+    except TimeoutError:
+        log.warning("model versions not loaded after 30 s; serving what is loaded")
+    # Before the consumer starts: its first assignment may come before the loop runs.
+    loop.restore = lambda topic, parts, known: restore_from_kafka(restorers[topic], topic, parts, known)
+    consumer = grouped_consumer(s, [s.topic("events"), s.topic("predictions"), s.topic("labels")], loop)
+    await consumer.start()
+    try:
+        await loop.run(consumer, loop.restore)
+    finally:
+        await consumer.stop()  # leaves the group: the others take over at once
+        for restorer in restorers.values():
+            await restorer.stop()
+        await prod.stop()
+
+
+async def publish_served_metrics(loop: BatchLoop) -> None:
+    loop.counters.served_metrics(loop.join.served_snapshot())
+
+
+async def flush_online_store(rt: Runtime) -> None:
+    """The feature rows the loop buffered, newest per entity, to the online store (off the event loop)."""
+    held: int = getattr(rt.store, "pending", 0)  # rows held through an outage are retried
+    if rt.store is None or not (rt.store_buffer or held):
+        return
+    rows = rt.store_buffer[:]
+    rt.store_buffer.clear()  # the loop appends to this same list
+    try:
+        await asyncio.get_running_loop().run_in_executor(
+            None, rt.store.write_many, latest_per_entity((e, v, ts) for e, v, ts, _ in rows)
+        )
+    except Exception as exc:  # the online store is auxiliary: an outage never stops serving
+        if not isinstance(exc, StoreHeld):  # held: waiting to retry (streams/runtime/outage.py)
+            rt.metrics.store_errors.inc()
+            log.warning("online store write of %d rows failed: %s", len(rows), exc)
+        return
+    now = time.time()
+    for *_, ingest_ts in rows:
+        rt.metrics.feature_freshness.observe(max(0.0, now - ingest_ts))
+
+
+async def count_entities(m: Metrics, loop: BatchLoop) -> None:
+    m.feature_entities.set(len(loop.feature_state.data))
+
+
+async def report_lag(m: Metrics, loop: BatchLoop) -> None:
+    """Consumer lag of the worker's input partitions (end offset - next offset to process)."""
+    consumer = loop.consumer
+    if consumer is None or not loop.assigned:
+        return
+    from aiokafka import TopicPartition
+
+    tps = [TopicPartition(t, p) for t, p in sorted(loop.assigned)]
+    try:
+        ends = await consumer.end_offsets(tps)  # type: ignore[attr-defined]
+    except Exception as exc:  # broker away: no figure this time
+        log.debug("lag report skipped: %r", exc)
+        return
+    for tp in tps:
+        end = ends.get(tp)
+        read = loop.read_next.get((tp.topic, tp.partition))
+        if end is not None and read is not None:  # nothing read yet: the committed position is not known here
+            m.consumer_lag.labels(topic=tp.topic, partition=str(tp.partition)).set(max(0, end - read))
 
 
 class BoundCounters:
