@@ -275,7 +275,9 @@ def freshet(s: Settings, *args: str, timeout_s: float = 60) -> subprocess.Comple
 
 
 def test_watch_shows_the_running_system_and_report_draws_it(settings: Settings, tmp_path: Path) -> None:
-    s = with_ports(settings, spec=SPEC, snapshot_every=500)
+    # Metric snapshots every 0.25 s (not the default 1 s): the stream takes a few seconds, and each model's
+    # trend needs at least 10 of them however fast the worker runs.
+    s = with_ports(settings, spec=SPEC, snapshot_every=500, metrics_every_s=0.25)
     stream = SyntheticStream(kind="hyperplane", n_events=N_EVENTS, n_entities=50, seed=11,
                              start_ts=time.time() - N_EVENTS * 0.01, step_s=0.01)
     argv = [sys.executable, "-m", "streams", "watch", "--from-beginning", "--refresh-s", "0.5", "--duration-s", "150"]
@@ -286,7 +288,7 @@ def test_watch_shows_the_running_system_and_report_draws_it(settings: Settings, 
         # The default --worker-url follows FRESHET_METRICS_PORT, which is the worker's.
         wait_for(terms, lambda t, screen: f"worker http://127.0.0.1:{s.metrics_port}/metrics: up" in screen, 60)
 
-        stats = publish(s, stream, rate_per_s=1000, bad_every=BAD_EVERY)
+        stats = publish(s, stream, rate_per_s=300, bad_every=BAD_EVERY)  # ~7 s: trends of ~25 snapshots
         assert stats.bad == N_EVENTS // BAD_EVERY - 1
 
         def busy(term: Terminal, screen: str) -> bool:
