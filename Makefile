@@ -36,7 +36,7 @@ test: lint typecheck monitoring-check ## what CI runs: lint, types, promtool, th
 long: $(STAMP) ## acceptance runs of many minutes (e.g. SEA with two drifts, 90,000 events at 100/s)
 	$(BIN)/pytest -q -m long
 
-faults: $(STAMP) ## the fault suite: malformed inputs, junk versions, Redis and broker outages, worker SIGKILLs (17 min measured on a busy 2-core machine; reports/faults/latest.json)
+faults: $(STAMP) ## the fault suite: malformed inputs, junk versions, Redis and broker outages, worker SIGKILLs (12 min in one run on a busy 2-core machine; reports/faults/latest.json)
 	timeout 1800 $(BIN)/python -m tests.faults
 
 test-fast: $(STAMP) ## the tests that need no servers
