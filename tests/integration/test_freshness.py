@@ -103,13 +103,10 @@ def test_served_accuracy_on_phishing_is_near_river_with_default_settings(
     assert staleness >= 0  # the worker's follower exports it
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="not met yet: served MAE 10.7 against River's 1.31 (measured with the batch worker): the loop from a "
-    "prediction to the version that learned its label (label -> join -> examples -> learner -> record -> "
-    "worker swap) takes ~0.5 s, ~50 examples at 100 events/s, and TrumpApproval's MAE is 7.0 at a lag of "
-    "25 examples (River, offline); at most 2x River needs a lag of 1-3 examples",
-)
+# Measured on a quiet machine (2026-12-03): served MAE 1.87-2.37 against River's 1.31 in three runs. It needs the
+# whole loop (label -> join -> examples -> learner -> inline record -> worker swap) within ~50 ms at 100
+# events/s (River offline: MAE 2.4 at a lag of 5 examples, 2.9 at 8); on a machine loaded 5-10x over its
+# cores the loop takes 300+ ms and the figure is 5-8.
 def test_served_mae_on_trump_approval_is_at_most_twice_river_with_default_settings(
     settings: Settings, tmp_path: Path
 ) -> None:
