@@ -227,6 +227,7 @@ class Feeder(threading.Thread):
         self.settings, self.n, self.rate, self.delay, self.prefix, self.seed = (
             settings, n, rate_per_s, label_delay_s, prefix, seed)
         self.sent_at: dict[str, float] = {}
+        self.entity_of: dict[str, str] = {}  # event id -> entity, for faults aimed at an entity already seen
         self.labels_sent: list[str] = []
         self.error: BaseException | None = None
         self.stopping = False
@@ -253,6 +254,7 @@ class Feeder(threading.Thread):
             event["ts"] = time.time()
             prod.send(events, key=event["entity"].encode(), value=orjson.dumps(event))
             self.sent_at[event["id"]] = time.time()
+            self.entity_of[event["id"]] = event["entity"]
             pending.append((time.monotonic() + self.delay, event["id"], bool(y)))
             self._labels(prod, labels, pending)
         while pending and not self.stopping:
