@@ -30,6 +30,7 @@ from streams.core.predictor import Predictor
 from streams.records import decode
 from streams.runtime.connections import open_registry
 from streams.runtime.metrics import Metrics
+from streams.runtime.outage import unreachable
 from streams.runtime.routing_io import export_routing
 from streams.settings import Settings
 
@@ -88,7 +89,7 @@ class VersionFollower:
         try:
             current = self.registry.current_version(slot)
         except Exception as exc:
-            if not _unreachable(exc):
+            if not unreachable(exc):
                 raise
             current = self._pointer.get(slot)
         version = announcement.get("version")
@@ -147,7 +148,7 @@ class VersionFollower:
             self._refuse(slot, str(exc))
             return False
         except Exception as exc:
-            if _unreachable(exc):  # the registry (Redis) is down: keep serving what we have
+            if unreachable(exc):  # the registry (Redis) is down: keep serving what we have
                 log.warning("slot %s: model registry unreachable (%s); still serving %s", slot, exc,
                             self.predictor.models[slot].label)
             else:  # verified but does not load (unpickling, a model of another shape): refused, counted
@@ -177,12 +178,6 @@ class VersionFollower:
             if examples is not None and seconds is not None:
                 self.metrics.served_staleness_examples.labels(model=slot).set(examples)
                 self.metrics.served_staleness_seconds.labels(model=slot).set(seconds)
-
-
-def _unreachable(exc: BaseException) -> bool:
-    """A connection problem (socket errors, redis-py's ConnectionError/TimeoutError), not a bad version."""
-    names = ("ConnectionError", "TimeoutError")
-    return isinstance(exc, OSError | ConnectionError) or type(exc).__name__.endswith(names)
 
 
 async def follow_versions(

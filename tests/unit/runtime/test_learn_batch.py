@@ -207,3 +207,21 @@ def test_while_redis_is_down_inline_records_still_reach_serving() -> None:
                                                          champion="lr")
     assert follower.offer("default", _inline(rec, blob))
     assert predictor.models["default"].label == f"lr@{rec.version}"
+
+
+class BusyLoadingError(Exception):
+    """Named as redis-py's: Redis answers but is still loading its append-only file after a restart."""
+
+
+class _LoadingStore(InMemoryRegistryStore):
+    def get_current(self, name: str) -> int | None:
+        raise BusyLoadingError("Redis is loading the dataset in memory")
+
+
+def test_a_registry_still_loading_after_a_restart_is_an_outage_not_a_bad_version() -> None:
+    predictor, metrics = Predictor(SLOTS), Metrics()
+    follower = VersionFollower(Registry(_LoadingStore(), "k"), SLOTS, predictor, metrics)
+    assert not follower.refresh("default")
+    assert predictor.models["default"].label == "lr@0"
+    assert metrics.registry.get_sample_value(
+        "freshet_dead_letters_total", {"source": "model-versions", "reason": "bad_snapshot"}) in (None, 0.0)
